@@ -1,0 +1,171 @@
+"""The `realsynth` command: the pipeline's library functions, outside DVC.
+
+    realsynth ingest IN... OUT [--min-side N] [--crop C --step S] [--val-fraction F] [--seed N]
+    realsynth degrade IN OUT [--preset P] [--scale S] [--variants K] [--seed N] [--backend B] ...
+    realsynth recipes OUT [--preset P] [--n N] [--seed S]
+    realsynth inspect SET [--grid N]
+    realsynth replay SET KEY OUT.png
+    realsynth upscale --checkpoint C IN OUT [--tile T --overlap O]
+
+Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from pipeline.params import ParamsError
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.config import IngestConfig
+    from pipeline.ingest import ingest
+    from pipeline.io.atomic import atomic_dir
+    from pipeline.params import build
+
+    overrides = {k: v for k, v in dict(min_side=args.min_side, crop=args.crop, step=args.step,
+                                        val_fraction=args.val_fraction, workers=args.workers,
+                                        alpha=args.alpha).items() if v is not None}
+    if args.scales:
+        overrides["scales"] = [float(s) for s in args.scales.split(",")]
+    cfg = build(IngestConfig, {**overrides, "sources": list(args.inputs)}, "ingest")
+    with atomic_dir(args.out) as tmp:
+        stats = ingest(cfg.sources, tmp, cfg, seed=args.seed, scale=args.scale)
+    print(f"{stats.accepted}/{stats.candidates} photos -> {stats.tiles} tiles (train {stats.train_tiles}, "
+          f"val {stats.val_tiles}) in {stats.shards} shards -> {args.out}; {stats.rejected} rejected "
+          f"(see {Path(args.out) / 'rejects.csv'})")
+    return 0
+
+
+def _degrade_cfg(args: argparse.Namespace):
+    from pipeline.degrade.config import DegradeConfig
+    from pipeline.params import build
+
+    data = {k: v for k, v in dict(preset=args.preset, variants=args.variants, backend=args.backend,
+                                   batch_size=getattr(args, "batch_size", None),
+                                   workers=getattr(args, "workers", None)).items() if v is not None}
+    return build(DegradeConfig, data, "degrade")
+
+
+def _degrade(args: argparse.Namespace) -> int:
+    from pipeline.degrade import run
+    from pipeline.io.atomic import atomic_dir
+
+    cfg = _degrade_cfg(args)
+    with atomic_dir(args.out) as tmp:
+        stats = run.degrade_set(Path(args.input), tmp, cfg, seed=args.seed, scale=args.scale)
+    print(f"degrade: {stats} -> {args.out}")
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from pipeline.degrade import run
+    from pipeline.io.atomic import atomic_dir
+
+    cfg = _degrade_cfg(args)
+    with atomic_dir(args.out) as tmp:
+        run.draw_recipes(tmp, cfg, n=args.n, seed=args.seed, scale=args.scale)
+    print(f"recipes: {args.n} recipes -> {args.out}/recipes.parquet, kernels.npz, report.md")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pipeline.degrade import run
+    from pipeline.io.images import encode_png
+
+    img, same = run.replay_sample(Path(args.set), args.key)
+    Path(args.out).write_bytes(encode_png(img))
+    print(f"replay: {args.key} -> {args.out}: {'identical to' if same else 'DIFFERS from'} the stored sample")
+    return 0 if same else 1
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pipeline.data.inspect import inspect_set
+
+    print(inspect_set(Path(args.set), grid=args.grid, seed=args.seed))
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from pipeline.infer import upscale_path
+
+    n = upscale_path(Path(args.checkpoint), Path(args.input), Path(args.out), tile=args.tile,
+                     overlap=args.overlap, device=args.device)
+    print(f"upscale: {n} image(s) -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="realsynth", description="Real-world SR corpora and GANs, reproducibly.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="HR photos (files, folders, globs, @lists, 'sample') -> HR tile shard set")
+    p.add_argument("inputs", nargs="+", metavar="IN")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--min-side", type=int)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--step", type=int)
+    p.add_argument("--scales", help="comma-separated multiscale variants, e.g. 1,0.75,0.5")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--alpha", choices=["composite", "reject"])
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=int, default=4, help="SR scale the tiles are meant for")
+    p.set_defaults(fn=_ingest)
+
+    for name, fn, help_ in (("degrade", _degrade, "HR folder or shard set -> degraded LR shard set"),
+                            ("recipes", _recipes, "draw degradation recipes without images")):
+        p = sub.add_parser(name, help=help_)
+        if name == "degrade":
+            p.add_argument("input", metavar="IN")
+        p.add_argument("out", metavar="OUT")
+        p.add_argument("--preset")
+        p.add_argument("--scale", type=int, default=4)
+        p.add_argument("--seed", type=int, default=0)
+        if name == "degrade":
+            p.add_argument("--variants", type=int)
+            p.add_argument("--backend", choices=["auto", "dali", "reference"])
+            p.add_argument("--batch-size", type=int)
+            p.add_argument("--workers", type=int)
+        else:
+            p.add_argument("--n", type=int, default=1000)
+            p.set_defaults(variants=None, backend=None)
+        p.set_defaults(fn=fn)
+
+    p = sub.add_parser("inspect", help="summary and a sample grid of a shard set")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--grid", type=int, default=16, help="samples in the grid PNG (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_inspect)
+
+    p = sub.add_parser("replay", help="regenerate one degraded sample from its stored recipe")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("out", metavar="OUT.png")
+    p.set_defaults(fn=_replay)
+
+    p = sub.add_parser("upscale", help="super-resolve a file or folder with a checkpoint (tiled, any size)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("input", metavar="IN")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--tile", type=int, default=0, help="tile size in LR px (0: whole image)")
+    p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR px")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(fn=_upscale)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ParamsError, ValueError, FileNotFoundError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"realsynth: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

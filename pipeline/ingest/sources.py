@@ -1,0 +1,67 @@
+"""Where HR photos come from: the bundled sample photos, folders, globs, or list files."""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+# Real photographs that ship inside scikit-image's package data: the default corpus, so the demo
+# runs offline. (Diagrams, tiny test patterns and the near-duplicate stereo twin are left out.)
+SAMPLE_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
+    "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png",
+    "motorcycle_left.png", "retina.jpg", "rocket.jpg",
+)
+
+
+def sample_dir() -> Path:
+    import skimage.data
+    return Path(skimage.data.__file__).parent
+
+
+def resolve_sources(sources: list[str] | tuple[str, ...], base: Path | None = None) -> list[Path]:
+    """Expand sources into a sorted, de-duplicated list of candidate files.
+
+    `sample` → the bundled photos; a folder → its image files, recursively (by extension, case
+    insensitive); a glob → its matches (any extension: a bad file is rejected later, with a reason);
+    `@list.txt` → one path per line (blank lines and `#` comments skipped); a file → itself.
+
+    Raises:
+        FileNotFoundError: a folder, list file or plain path that does not exist, or a glob with no match.
+    """
+    base = base or Path.cwd()
+    found: list[Path] = []
+    for src in sources:
+        if src == "sample":
+            d = sample_dir()
+            found += [d / name for name in SAMPLE_PHOTOS if (d / name).is_file()]
+            continue
+        if src.startswith("@"):
+            listing = _abs(src[1:], base)
+            if not listing.is_file():
+                raise FileNotFoundError(f"{src}: list file not found")
+            for line in listing.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    found.append(_abs(line, listing.parent))
+            continue
+        path = _abs(src, base)
+        if path.is_dir():
+            found += [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS]
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(src):
+            matches = [Path(p) for p in glob.glob(str(path), recursive=True) if os.path.isfile(p)]
+            if not matches:
+                raise FileNotFoundError(f"{src}: glob matched no files")
+            found += matches
+        else:
+            raise FileNotFoundError(f"{src}: no such file or folder")
+    return sorted({p.absolute() for p in found})
+
+
+def _abs(p: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(p))
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,236 @@
+"""Shard sets: WebDataset-layout tar shards plus an `index.parquet` with one row per sample.
+
+Layout (DESIGN §3): `<set>-000000.tar`, ... holding `<key>.<ext>` members (`hr.png`, `lr.png`,
+`json`), keys without dots, samples in sorted key order, fixed mtime/uid/gid and GNU headers, so
+the same samples always give the same bytes. The index row of a sample carries `key`, `shard`,
+`sha256` (of its primary image, `lr.png` else `hr.png`), `offset_<ext>`/`size_<ext>` of every member
+(ext with '.' → '_'), and whatever columns the writing stage adds (height, width, split, recipe, ...).
+
+Reading never extracts by path: members are read by offset, and names are validated
+(no separators, no '..', no dotted keys) before anything is trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+INDEX = "index.parquet"
+PRIMARY = ("lr.png", "hr.png")
+_FORMAT = tarfile.GNU_FORMAT
+
+
+class ShardError(ValueError):
+    """A malformed shard set; the message names the shard and key."""
+
+
+@dataclass
+class Sample:
+    """One sample: `members` maps extension (`"hr.png"`, `"json"`) to bytes; `columns` go to the index."""
+    key: str
+    members: Mapping[str, bytes]
+    columns: Mapping[str, Any] = field(default_factory=dict)
+
+
+def member_column(ext: str) -> str:
+    return ext.replace(".", "_")
+
+
+def check_key(key: str, where: str = "") -> None:
+    if not key or "." in key or "/" in key or "\\" in key or key in ("..",) or "\x00" in key:
+        raise ShardError(f"{where}invalid sample key {key!r}: keys are non-empty and contain no '.', '/' or '\\'")
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Canonical JSON (sorted keys, no NaN) for a sample's `<key>.json` member."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, set_name: str,
+                    shard_bytes: int = 256 << 20, max_per_shard: int | None = None) -> pd.DataFrame:
+    """Write `samples` (in strictly increasing key order) as tar shards + `index.parquet` into `out_dir`.
+
+    A new shard starts once the current one holds `shard_bytes` of data or `max_per_shard` samples.
+    `out_dir` should be a fresh directory (wrap it in `atomic_dir`). Returns the index.
+
+    Raises:
+        ShardError: keys out of order, duplicated, or containing '.'/'/'.
+        ValueError: a sample without members or with an invalid member name.
+    """
+    if "." in set_name or "/" in set_name:
+        raise ValueError(f"set_name must not contain '.' or '/', got {set_name!r}")
+    if shard_bytes <= 0:
+        raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    writer: _TarWriter | None = None
+    shard_no, in_shard, prev = 0, 0, None
+    try:
+        for sample in samples:
+            check_key(sample.key)
+            if prev is not None and sample.key <= prev:
+                raise ShardError(f"{set_name}: keys must arrive in sorted order without repeats; {sample.key!r} after {prev!r}")
+            prev = sample.key
+            if not sample.members:
+                raise ValueError(f"sample {sample.key!r} has no members")
+            if writer is not None and (writer.data_bytes >= shard_bytes or
+                                       (max_per_shard is not None and in_shard >= max_per_shard)):
+                writer.close()
+                writer, shard_no, in_shard = None, shard_no + 1, 0
+            if writer is None:
+                writer = _TarWriter(out_dir / f"{set_name}-{shard_no:06d}.tar")
+            row: dict[str, Any] = {"key": sample.key, "shard": writer.path.name}
+            for ext in sorted(sample.members):
+                if not ext or ext.startswith(".") or "/" in ext or ".." in ext:
+                    raise ValueError(f"sample {sample.key!r}: invalid member extension {ext!r}")
+                data = sample.members[ext]
+                row[f"offset_{member_column(ext)}"] = writer.add(f"{sample.key}.{ext}", data)
+                row[f"size_{member_column(ext)}"] = len(data)
+            primary = next((e for e in PRIMARY if e in sample.members), sorted(sample.members)[0])
+            row["sha256"] = hashlib.sha256(sample.members[primary]).hexdigest()
+            row.update(sample.columns)
+            rows.append(row)
+            in_shard += 1
+    finally:
+        if writer is not None:
+            writer.close()
+    index = pd.DataFrame(rows)
+    if index.empty:
+        index = pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "sha256": pd.Series(dtype=str)})
+    write_index(out_dir, index)
+    return index
+
+
+def write_index(set_dir: str | os.PathLike, index: pd.DataFrame) -> None:
+    index.reset_index(drop=True).to_parquet(Path(set_dir) / INDEX, index=False, engine="pyarrow", compression="zstd")
+
+
+class _TarWriter:
+    """Deterministic tar writer that reports the data offset of each member."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "wb")
+        self._tar = tarfile.open(fileobj=self._f, mode="w", format=_FORMAT)
+        self.data_bytes = 0
+
+    def add(self, name: str, data: bytes) -> int:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        header = len(info.tobuf(_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        offset = self._tar.offset + header
+        self._tar.addfile(info, io.BytesIO(data))
+        self.data_bytes += len(data)
+        return offset
+
+    def close(self) -> None:
+        self._tar.close()
+        self._f.close()
+
+
+class ShardSet:
+    """Read access to a shard set directory: its index, random access by key, streaming iteration."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        index_path = self.path / INDEX
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{index_path}: no shard-set index (is {self.path} a shard set?)")
+        self.index = pd.read_parquet(index_path)
+        for col in ("key", "shard"):
+            if col not in self.index.columns:
+                raise ShardError(f"{index_path}: missing column {col!r}")
+        self._rows = {k: i for i, k in enumerate(self.index["key"])}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shards(self) -> list[str]:
+        return sorted(self.index["shard"].unique())
+
+    def members_of(self, key: str) -> list[str]:
+        row = self.index.iloc[self._row(key)]
+        return sorted(c[len("size_"):] for c in self.index.columns if c.startswith("size_") and pd.notna(row[c]))
+
+    def read(self, key: str, exts: Iterable[str] | None = None) -> dict[str, bytes]:
+        """Members of sample `key` (all, or those in `exts`), read by offset from its shard."""
+        row = self.index.iloc[self._row(key)]
+        cols = {member_column(e): e for e in (exts or [])}
+        wanted = [c for c in self.members_of(key) if not exts or c in cols]
+        out: dict[str, bytes] = {}
+        shard = self.path / row["shard"]
+        with open(shard, "rb") as f:
+            for col in wanted:
+                f.seek(int(row[f"offset_{col}"]))
+                size = int(row[f"size_{col}"])
+                data = f.read(size)
+                if len(data) != size:
+                    raise ShardError(f"{shard.name}: sample {key!r} member {col} runs past the end of the shard")
+                out[cols.get(col, _ext_of(col, key, shard.name))] = data
+        return out
+
+    def iter_samples(self, shards: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """(key, members) in stored order, streaming each tar once."""
+        for name in shards if shards is not None else self.shards:
+            yield from iter_tar(self.path / name)
+
+    def _row(self, key: str) -> int:
+        try:
+            return self._rows[key]
+        except KeyError:
+            raise KeyError(f"{self.path}: no sample with key {key!r}") from None
+
+
+def _ext_of(col: str, key: str, shard: str) -> str:
+    known = {member_column(e): e for e in ("hr.png", "lr.png", "json")}
+    if col in known:
+        return known[col]
+    raise ShardError(f"{shard}: sample {key!r}: cannot map index column {col!r} back to a member name")
+
+
+def iter_tar(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Group a WebDataset tar's members by key; validate every name first.
+
+    Raises:
+        ShardError: a member name with a path separator or '..', a non-file member, or a key
+            whose members are not contiguous.
+    """
+    path = Path(path)
+    seen: set[str] = set()
+    key, members = None, {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                name = info.name
+                if "/" in name or "\\" in name or ".." in name or name.startswith("."):
+                    raise ShardError(f"{path.name}: member {name!r}: path separators and '..' are not allowed")
+                if not info.isfile():
+                    raise ShardError(f"{path.name}: member {name!r} is not a regular file")
+                k, dot, ext = name.partition(".")
+                if not dot or not ext:
+                    raise ShardError(f"{path.name}: member {name!r} has no '<key>.<ext>' form")
+                if k != key:
+                    if key is not None:
+                        yield key, members
+                    if k in seen:
+                        raise ShardError(f"{path.name}: sample {k!r}: members are not contiguous")
+                    seen.add(k)
+                    key, members = k, {}
+                f = tar.extractfile(info)
+                members[ext] = f.read() if f is not None else b""
+    except tarfile.TarError as err:
+        raise ShardError(f"{path.name}: not a readable tar ({err})") from None
+    if key is not None:
+        yield key, members

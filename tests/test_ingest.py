@@ -1,0 +1,170 @@
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline.config import IngestConfig
+from pipeline.ingest import ingest, val_sources
+from pipeline.ingest.tiling import tile_starts
+from pipeline.io.images import decode_png
+from pipeline.io.shards import ShardSet
+from pipeline.params import build
+
+from conftest import ROOT
+
+
+def _photo(seed, h=200, w=260):
+    rng = np.random.default_rng(seed)
+    base = cv_smooth(rng.integers(0, 256, (h // 8, w // 8, 3)).astype(np.uint8), (w, h))
+    return base
+
+
+def cv_smooth(small, size):
+    return np.array(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC))
+
+
+def _save(img, path, fmt, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, fmt, **kw) if isinstance(img, np.ndarray) else img.save(buf, fmt, **kw)
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+@pytest.fixture
+def messy_folder(tmp_path, fixtures):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    good = _save(_photo(1), d / "good.png", "PNG")
+    (d / "sub" / "copy_of_good.png").write_bytes(good)                       # duplicate
+    broken = bytearray(_save(_photo(6), d / "corrupt.png", "PNG"))
+    broken[200:400] = bytes(200)                                            # valid header, smashed pixel data
+    (d / "corrupt.png").write_bytes(bytes(broken))
+    jpg = _save(_photo(2), d / "whole.jpg", "JPEG", quality=90)
+    (d / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.png").write_text("this is a text file, not a PNG\n")
+    shutil.copy(fixtures / "realworld" / "tree_alpha_16bit.png", d / "alpha16.png")
+    shutil.copy(fixtures / "realworld" / "wolf_gray.jpg", d / "gray.jpg")
+    _save(Image.new("CMYK", (180, 150), (10, 200, 30, 5)), d / "cmyk.jpg", "JPEG")
+    _save(_photo(3, 40, 40), d / "tiny.png", "PNG")
+    rotated = Image.fromarray(_photo(4, 120, 200))                            # stored landscape...
+    exif = rotated.getexif()
+    exif[0x0112] = 6                                                          # ...displayed portrait
+    _save(rotated, d / "rotated.jpg", "JPEG", exif=exif, quality=95)
+    return d
+
+
+def test_messy_folder_keeps_valid_photos_and_explains_the_rest(tmp_path, messy_folder):
+    cfg = build(IngestConfig, {"min_side": 100, "crop": 96, "step": 96, "workers": 1}, "ingest")
+    out = tmp_path / "hr"
+    stats = ingest([str(messy_folder)], out, cfg, seed=0, scale=4)
+    index = pd.read_parquet(out / "index.parquet")
+    rejects = pd.read_csv(out / "rejects.csv").set_index("path")["reason"].to_dict()
+    name = lambda p: p.rsplit("/", 1)[-1]  # noqa: E731
+    rejects = {name(k): v for k, v in rejects.items()}
+    accepted = {name(s) for s in index["source"].unique()}
+
+    assert accepted == {"good.png", "whole.jpg", "alpha16.png", "gray.jpg", "cmyk.jpg", "rotated.jpg"}
+    assert rejects["copy_of_good.png"].startswith("duplicate of ") and rejects["copy_of_good.png"].endswith("good.png")
+    assert rejects["corrupt.png"].startswith("corrupt")
+    assert rejects["truncated.jpg"] == "truncated image file"
+    assert rejects["empty.png"] == "zero bytes"
+    assert rejects["notes.png"].startswith("not an image")
+    assert rejects["tiny.png"].startswith("too small (40x40")
+    assert stats.accepted == 6 and stats.rejected == 6 and stats.candidates == 12
+
+    rotated = index[index["source"].str.endswith("rotated.jpg")]
+    assert rotated["tile_y"].max() + rotated["height"].max() == 200  # EXIF 6: 200 px tall once upright
+    shards = ShardSet(out)
+    for key in index["key"][:5]:
+        img = decode_png(shards.read(key)["hr.png"])
+        assert img.shape[2] == 3 and img.dtype == np.uint8
+    assert (out / "report.md").read_text().count("truncated image file") == 1
+    assert (out / "tiles.png").stat().st_size > 0
+
+
+def test_tiles_of_one_photo_never_straddle_splits(tmp_path):
+    cfg = build(IngestConfig, {"crop": 200, "step": 100, "val_fraction": 0.3, "workers": 1}, "ingest")
+    ingest(["sample"], tmp_path, cfg, seed=3, scale=4)
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    assert (index.groupby("source_sha256")["split"].nunique() == 1).all()
+    assert set(index["split"]) == {"train", "val"}
+
+
+def test_split_depends_on_seed_and_content_only():
+    hashes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(20)]
+    a = val_sources(hashes, 0.25, seed=1)
+    assert a == val_sources(list(reversed(hashes)), 0.25, seed=1)
+    assert len(a) == 5
+    assert a != val_sources(hashes, 0.25, seed=2)
+    assert len(val_sources(hashes[:2], 0.01, seed=0)) == 1  # tiny corpora still get a val photo
+    assert val_sources(hashes, 0.0, seed=0) == set()
+
+
+def test_tile_starts_follow_extract_subimages():
+    assert tile_starts(512, 400, 200, 0) == [0, 112]
+    assert tile_starts(1000, 400, 200, 0) == [0, 200, 400, 600]
+    assert tile_starts(650, 400, 200, 60) == [0, 200]  # leftover 50 <= thresh: no edge tile
+    assert tile_starts(300, 400, 200, 0) == [0]
+
+
+def test_multiscale_and_flat_filter(tmp_path):
+    img = _photo(5, 256, 256)
+    img[:, :128] = 90  # left half perfectly flat
+    d = tmp_path / "in"
+    d.mkdir()
+    _save(img, d / "half_flat.png", "PNG")
+    cfg = build(IngestConfig, {"crop": 128, "step": 128, "scales": [1.0, 0.5], "min_std": 1.0,
+                               "val_fraction": 0.0, "workers": 1}, "ingest")
+    ingest([str(d)], tmp_path / "out", cfg, seed=0, scale=4)
+    index = pd.read_parquet(tmp_path / "out" / "index.parquet")
+    full = index[index["scale"] == 1.0]
+    assert sorted(full["tile_x"]) == [128, 128]  # the two flat tiles (x=0) are dropped
+    half = index[index["scale"] == 0.5]
+    assert len(half) == 1 and half.iloc[0]["height"] == 128
+
+
+def test_output_bytes_do_not_depend_on_workers(tmp_path, messy_folder):
+    digests = []
+    for workers in (1, 2):
+        cfg = build(IngestConfig, {"min_side": 100, "crop": 96, "step": 64, "workers": workers}, "ingest")
+        out = tmp_path / f"w{workers}"
+        ingest([str(messy_folder)], out, cfg, seed=0, scale=4)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
+    assert digests[0] == digests[1]
+
+
+def test_nothing_usable_is_one_clear_error(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.png").write_bytes(b"")
+    cfg = build(IngestConfig, {"workers": 1}, "ingest")
+    with pytest.raises(ValueError, match="no usable photo.*a.png: zero bytes"):
+        ingest([str(d)], tmp_path / "out", cfg, seed=0, scale=4)
+
+
+def test_stage_rejects_a_bad_param_in_one_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  crop: 300\n  step: -1\n")
+    proc = subprocess.run([sys.executable, "-m", "stages.ingest", "--params", str(params)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"ingest: error: {params}: ingest.step: expected 1 <= value, got -1"]
+
+
+def test_cli_ingest_on_real_world_fixtures(tmp_path, fixtures):
+    from pipeline.cli import main
+
+    assert main(["ingest", str(fixtures / "realworld"), str(tmp_path / "out"), "--min-side", "200",
+                 "--crop", "128", "--step", "128", "--workers", "1"]) == 0
+    index = pd.read_parquet(tmp_path / "out" / "index.parquet")
+    assert set(index.columns) >= {"key", "source", "source_sha256", "scale", "tile_x", "tile_y", "height",
+                                  "width", "split"}
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert list(rejects["reason"]) == ["too small (179x179; ingest.min_side is 200)"]

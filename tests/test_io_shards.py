@@ -1,0 +1,105 @@
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from pipeline.io.atomic import atomic_dir, atomic_write_text
+from pipeline.io.images import encode_png
+from pipeline.io.shards import Sample, ShardError, ShardSet, iter_tar, json_bytes, write_shard_set
+
+
+def _samples(n=12, size=8):
+    rng = np.random.default_rng(0)
+    return [Sample(f"s{i:04d}", {"hr.png": encode_png(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
+                                 "json": json_bytes({"i": i})}, {"height": size, "width": size})
+            for i in range(n)]
+
+
+def _digests(d):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
+
+
+def test_same_samples_give_same_bytes(tmp_path):
+    write_shard_set(tmp_path / "a", _samples(), set_name="hr", shard_bytes=1000)
+    write_shard_set(tmp_path / "b", _samples(), set_name="hr", shard_bytes=1000)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    assert len(list((tmp_path / "a").glob("hr-*.tar"))) > 1
+
+
+def test_index_offsets_point_at_member_bytes(tmp_path):
+    samples = _samples()
+    index = write_shard_set(tmp_path, samples, set_name="hr", shard_bytes=1000, max_per_shard=5)
+    assert index["shard"].value_counts().max() <= 5
+    shards = ShardSet(tmp_path)
+    for s in samples:
+        assert shards.read(s.key) == dict(s.members)
+        row = index.set_index("key").loc[s.key]
+        assert row["sha256"] == hashlib.sha256(s.members["hr.png"]).hexdigest()
+    assert [k for k, _ in shards.iter_samples()] == [s.key for s in samples]
+
+
+def test_tar_headers_are_gnu_with_fixed_metadata(tmp_path):
+    write_shard_set(tmp_path, _samples(2), set_name="hr", shard_bytes=1 << 20)
+    with tarfile.open(tmp_path / "hr-000000.tar") as tar:
+        infos = tar.getmembers()
+        assert not tar.pax_headers
+    assert [i.name for i in infos] == ["s0000.hr.png", "s0000.json", "s0001.hr.png", "s0001.json"]
+    assert {(i.mtime, i.uid, i.gid, i.uname, i.gname) for i in infos} == {(0, 0, 0, "", "")}
+
+
+def test_keys_must_be_sorted_and_dot_free(tmp_path):
+    s = _samples(3)
+    with pytest.raises(ShardError, match="sorted order"):
+        write_shard_set(tmp_path / "a", [s[1], s[0]], set_name="hr")
+    with pytest.raises(ShardError, match="invalid sample key"):
+        write_shard_set(tmp_path / "b", [Sample("a.b", {"json": b"{}"})], set_name="hr")
+
+
+def test_official_webdataset_reads_our_shards(tmp_path):
+    import webdataset as wds
+
+    samples = _samples(6)
+    write_shard_set(tmp_path, samples, set_name="hr", shard_bytes=600)
+    urls = [str(p) for p in sorted(tmp_path.glob("hr-*.tar"))]
+    got = list(wds.WebDataset(urls, shardshuffle=False))
+    assert [g["__key__"] for g in got] == [s.key for s in samples]
+    assert got[3]["hr.png"] == samples[3].members["hr.png"]
+
+
+def _tar_with(path, names):
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+
+
+@pytest.mark.parametrize("name,msg", [("../evil.json", "path separators"), ("a/b.json", "path separators"),
+                                      ("noext", "<key>.<ext>")])
+def test_malformed_member_names_are_rejected_by_name(tmp_path, name, msg):
+    _tar_with(tmp_path / "bad-000000.tar", ["ok.json", name])
+    with pytest.raises(ShardError, match=msg) as err:
+        list(iter_tar(tmp_path / "bad-000000.tar"))
+    assert "bad-000000.tar" in str(err.value)
+
+
+def test_atomic_dir_leaves_nothing_when_interrupted(tmp_path):
+    out = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(out) as tmp:
+            write_shard_set(tmp, _samples(3), set_name="hr")
+            raise KeyboardInterrupt
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_a_previous_output_whole(tmp_path):
+    out = tmp_path / "set"
+    with atomic_dir(out) as tmp:
+        atomic_write_text(tmp / "old.txt", "old")
+    with atomic_dir(out) as tmp:
+        atomic_write_text(tmp / "new.txt", "new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["set"]
