@@ -20,7 +20,7 @@ from pipeline.ingest.sources import resolve_sources, sample_dir
 from pipeline.ingest.tiling import is_flat, rescale, tiles
 from pipeline.io.images import ImageError, decode_image, encode_png
 from pipeline.io.shards import Sample, json_bytes, write_shard_set
-from pipeline.parallel import ordered_map
+from pipeline.parallel import resolve_workers, worker_pool
 from pipeline.report import contact_sheet, markdown_table
 
 SET_NAME = "hr"
@@ -72,26 +72,27 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
         by_hash[sha] = label
         photos.append(_Photo(path, label, sha, f"{_stem(path)}-{sha[:10]}"))
 
-    checks = list(ordered_map(_check_photo, [(p.path, cfg) for p in photos], workers=cfg.workers,
-                              desc="ingest: validate"))
-    accepted = []
-    for photo, reason in zip(photos, checks):
-        if reason is None:
-            accepted.append(photo)
-        else:
-            rejects.append((photo.label, reason))
-    rejects.sort()
-    _write_rejects(out / "rejects.csv", rejects)
-    if not accepted:
-        shown = "; ".join(f"{p}: {r}" for p, r in rejects[:3])
-        raise ValueError(f"ingest: no usable photo among {len(paths)} candidates ({shown or 'no files found'})")
+    workers = min(resolve_workers(cfg.workers), max(1, len(photos)))
+    with worker_pool(workers) as pmap:
+        checks = list(pmap(_check_photo, [(p.path, cfg) for p in photos], desc="ingest: validate"))
+        accepted = []
+        for photo, reason in zip(photos, checks):
+            if reason is None:
+                accepted.append(photo)
+            else:
+                rejects.append((photo.label, reason))
+        rejects.sort()
+        _write_rejects(out / "rejects.csv", rejects)
+        if not accepted:
+            shown = "; ".join(f"{p}: {r}" for p, r in rejects[:3])
+            raise ValueError(f"ingest: no usable photo among {len(paths)} candidates ({shown or 'no files found'})")
 
-    val = val_sources([p.sha256 for p in accepted], cfg.val_fraction, seed)
-    accepted.sort(key=lambda p: p.prefix)  # tiles of one photo are contiguous in key order
-    jobs = [(p, cfg, scale, "val" if p.sha256 in val else "train") for p in accepted]
-    batches = ordered_map(_tile_photo, jobs, workers=cfg.workers, desc="ingest: tile")
-    samples = (s for batch in batches for s in batch)
-    index = write_shard_set(out, samples, set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
+        val = val_sources([p.sha256 for p in accepted], cfg.val_fraction, seed)
+        accepted.sort(key=lambda p: p.prefix)  # tiles of one photo are contiguous in key order
+        jobs = [(p, cfg, scale, "val" if p.sha256 in val else "train") for p in accepted]
+        batches = pmap(_tile_photo, jobs, desc="ingest: tile")
+        samples = (s for batch in batches for s in batch)
+        index = write_shard_set(out, samples, set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
     if index.empty:
         raise ValueError("ingest: every tile was dropped (is ingest.min_std too high?)")
 
