@@ -20,14 +20,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/dvc repro
-	@$(BIN)/python -m pipeline.demo_summary
+	dvc repro
+	@python -m stages.evaluate --summary
 
 test: setup
-	$(BIN)/python -m pytest -q
+	python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/degrade.py
+	python bench/ingest.py
+	python bench/degrade.py
+	python bench/loader.py
+	python bench/train_step.py
 
 clean:
 	rm -rf $(VENV)
