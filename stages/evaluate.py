@@ -1,0 +1,45 @@
+"""DVC stage `evaluate`: params `evaluate` + `paths.hr`/`lr`/`models` → `paths.eval`.
+
+Bicubic, Real-ESRNet (`<models>/net/generator.pth`) and Real-ESRGAN (`<models>/gan/generator.pth`) on
+the val tiles: eval/metrics.json, per_image.parquet, plots/, grids/, report.md. A model whose file does
+not exist yet is skipped (named in report.md). `--summary` prints the table of an existing eval/ instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pipeline.config import load_params
+from stages import run_stage
+
+MODELS = ("net", "gan")  # <paths.models>/<name>/generator.pth, exported by the train stages
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--summary", action="store_true", help="print the metrics of an existing evaluation and exit")
+    args = ap.parse_args(argv)
+    cfg = load_params(args.params, sections=("seed", "scale", "paths", "evaluate"))
+    from pipeline.evaluate import LABELS, summary
+
+    if args.summary:
+        print(summary(cfg.paths.eval, LABELS))
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, set before CUDA starts
+    import torch
+
+    from pipeline.evaluate import evaluate
+    from pipeline.io.atomic import atomic_dir
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    models = {name: cfg.paths.models / name / "generator.pth" for name in MODELS}
+    with atomic_dir(cfg.paths.eval) as tmp:
+        evaluate(cfg.paths.hr, cfg.paths.lr, models, tmp, cfg.evaluate, scale=cfg.scale, seed=cfg.seed)
+    print(summary(cfg.paths.eval, LABELS))
+
+
+if __name__ == "__main__":
+    run_stage(main)
