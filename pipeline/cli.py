@@ -84,7 +84,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from pipeline.data.inspect import inspect_set
 
-    print(inspect_set(Path(args.set), grid=args.grid, seed=args.seed))
+    print(inspect_set(Path(args.set), grid=args.grid, seed=args.seed, out=args.out))
     return 0
 
 
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("set", metavar="SET")
     p.add_argument("--grid", type=int, default=16, help="samples in the grid PNG (0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="grid PNG path (default ./inspect-<set>.png)")
     p.set_defaults(fn=_inspect)
 
     p = sub.add_parser("replay", help="regenerate one degraded sample from its stored recipe")

@@ -1,0 +1,353 @@
+"""The shard stage: HR/LR tile pairs → aligned, globally shuffled HR/LR patch shard sets.
+
+Every LR tile of the LR set is joined with its HR tile (by `hr_key`), and windows are cut on the
+*LR grid*: an LR window (y, x, p) is the HR window (y·s, x·s, p·s), so the two crops cannot be
+misaligned by rounding. Windows are drawn from `rng(seed, lr_key)` alone, so they never depend on
+worker count or order. The patches of each split are then written in the order of a seeded
+permutation: the stored key starts with the patch's rank in it (`00000042_<lr_key>_p03`), so the
+sorted key order that the shard writer requires *is* the shuffled order.
+
+Patches go through a spill file on disk between the parallel cut and the ordered write, so memory
+stays flat whatever the corpus size; the spill is deleted before the output is complete.
+
+Output (`out_dir`): `train/` and `val/` shard sets (members `<key>.hr.png`, `<key>.lr.png`,
+`<key>.json`), `report.md`, `skipped.csv` (`lr_key,reason`), `pairs.png`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ShardConfig
+from pipeline.data.members import read_member
+from pipeline.data.seeding import SPLIT_ORDER, WINDOWS, rng_for
+from pipeline.io.images import ImageError, decode_png, encode_png
+from pipeline.io.shards import INDEX, Sample, ShardError, json_bytes, write_shard_set
+from pipeline.parallel import ordered_map
+from pipeline.report import grid, markdown_table
+
+SPLITS = ("train", "val")
+# LR index columns that describe bookkeeping, not the recipe; everything else is carried as recipe.
+_NOT_RECIPE = {"key", "shard", "sha256", "hr_key", "variant", "split", "height", "width", "source",
+               "source_sha256", "scale", "tile_x", "tile_y", "lr_key", "hr_y", "hr_x", "lr_y", "lr_x",
+               "lr_height", "lr_width", "hr_height", "hr_width"}
+_EXAMPLES = 8  # pairs in pairs.png
+
+
+@dataclass(frozen=True)
+class PairStats:
+    lr_tiles: int       # LR tiles in the LR set
+    used: int           # pairs that gave patches
+    skipped: int        # pairs skipped (see skipped.csv)
+    train_patches: int
+    val_patches: int
+    train_shards: int
+    val_shards: int
+
+
+@dataclass(frozen=True)
+class _Job:
+    lr_key: str
+    hr_key: str
+    split: str
+    lr_src: tuple[Path, int, int]           # shard path, data offset, size of `<lr_key>.lr.png`
+    hr_src: tuple[Path, str, int, int]      # shard path, key, data offset, size of `<key>.hr.png`
+    lr_hw: tuple[int, int] | None           # sizes the indexes claim (checked after decoding)
+    hr_hw: tuple[int, int] | None
+    n: int                                  # windows in random mode
+    mode: str
+    patch: int                              # HR patch side
+    scale: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Cut:
+    n: int
+    lr_y: int
+    lr_x: int
+    hr_png: bytes
+    lr_png: bytes
+
+
+def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_dir: str | os.PathLike,
+               cfg: ShardConfig, *, seed: int, scale: int) -> PairStats:
+    """Cut aligned HR/LR patches from every LR tile and its HR tile; write `out_dir/{train,val}/`.
+
+    `hr_dir` is the HR shard set the LR set was degraded from; it may be None when the LR set
+    carries its own `<key>.hr.png` members (an LR set made from a plain folder).
+    An HR tile up to `scale - 1` px larger than LR × `scale` is cropped top-left to it first, as
+    degrade does before degrading (`crop_to_scale`). A pair is skipped (and listed in `skipped.csv`
+    and `report.md`) when its HR tile is missing, its LR size × `scale` is not its (cropped) HR
+    size, or its LR is smaller than the LR patch.
+
+    Raises:
+        ValueError: `cfg.patch_size` not a multiple of `scale`; an LR index without `hr_key`; an
+            LR tile whose split disagrees with its HR tile; a source photo in both splits; no pair
+            usable at all.
+        ShardError: an index that disagrees with its tar, or a PNG that fails to decode.
+        FileNotFoundError: a missing set.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    if cfg.patch_size % scale:
+        raise ValueError(f"shard.patch_size must be a multiple of scale ({scale}), got {cfg.patch_size}")
+    lr_dir, out_dir = Path(lr_dir), Path(out_dir)
+    lr_index = _read_index(lr_dir)
+    hr_index = _read_index(Path(hr_dir)) if hr_dir is not None else None
+    jobs, skipped, meta = _plan(lr_dir, lr_index, Path(hr_dir) if hr_dir is not None else None, hr_index, cfg,
+                                seed=seed, scale=scale)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spill_path = out_dir / ".spill.bin"
+    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    try:
+        with open(spill_path, "w+b") as spill:
+            for job, cut in zip(jobs, ordered_map(_cut_pair, jobs, workers=cfg.workers, desc="shard: cut")):
+                if isinstance(cut, str):
+                    skipped.append((job.lr_key, cut))
+                    continue
+                for c in cut:
+                    hr_at = spill.tell()
+                    spill.write(c.hr_png)
+                    spill.write(c.lr_png)
+                    rows[job.split].append({"meta": meta[job.lr_key], "n": c.n, "lr_y": c.lr_y, "lr_x": c.lr_x,
+                                            "spill": (hr_at, len(c.hr_png), len(c.lr_png))})
+            spill.flush()
+            if not any(rows.values()):
+                shown = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
+                raise ValueError(f"shard: no usable pair among {len(lr_index)} LR tiles ({shown or 'empty LR set'})")
+            _check_hygiene(rows)
+            counts = {}
+            for split in SPLITS:
+                counts[split] = _write_split(out_dir / split, split, rows[split], spill.fileno(), cfg, seed=seed,
+                                             scale=scale)
+    finally:
+        spill_path.unlink(missing_ok=True)
+    skipped.sort()
+    pd.DataFrame(skipped, columns=["lr_key", "reason"]).to_csv(out_dir / "skipped.csv", index=False)
+    used = len({r["meta"]["lr_key"] for split in SPLITS for r in rows[split]})
+    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=len(lr_index), used=used, skipped=skipped)
+    return PairStats(lr_tiles=len(lr_index), used=used, skipped=len(skipped),
+                     train_patches=counts["train"][0], val_patches=counts["val"][0],
+                     train_shards=counts["train"][1], val_shards=counts["val"][1])
+
+
+def lr_windows(lr_hw: tuple[int, int], lr_patch: int, *, n: int, mode: str,
+               rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) of LR windows of side `lr_patch` inside an LR tile of size `lr_hw`.
+
+    `random`: `n` independent uniform windows (may repeat on small tiles). `grid`: every window of
+    a non-overlapping grid, the last row/column flush with the edge so the tile is covered (`n` unused).
+
+    Raises:
+        ValueError: the tile is smaller than the window, or an unknown mode.
+    """
+    h, w = lr_hw
+    if h < lr_patch or w < lr_patch:
+        raise ValueError(f"LR tile {w}x{h} is smaller than the LR patch {lr_patch}x{lr_patch}")
+    if mode == "random":
+        ys = rng.integers(0, h - lr_patch + 1, size=n)
+        xs = rng.integers(0, w - lr_patch + 1, size=n)
+        return [(int(y), int(x)) for y, x in zip(ys, xs)]
+    if mode == "grid":
+        return [(y, x) for y in _grid_starts(h, lr_patch) for x in _grid_starts(w, lr_patch)]
+    raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
+
+
+def _grid_starts(length: int, side: int) -> list[int]:
+    """0, side, 2·side, ... while a window fits, plus one flush with the end if any pixels are left."""
+    starts = list(range(0, length - side + 1, side))
+    return starts + [length - side] if starts[-1] + side < length else starts
+
+
+def _read_index(set_dir: Path) -> pd.DataFrame:
+    path = set_dir / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
+    return pd.read_parquet(path)
+
+
+def _plan(lr_dir: Path, lr: pd.DataFrame, hr_dir: Path | None, hr: pd.DataFrame | None, cfg: ShardConfig, *,
+          seed: int, scale: int) -> tuple[list[_Job], list[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """One job per LR tile (sorted by key), the pairs skipped before decoding, and each pair's index columns."""
+    where = lr_dir / INDEX
+    for col in ("key", "shard", "hr_key", "offset_lr_png", "size_lr_png"):
+        if col not in lr.columns:
+            raise ValueError(f"{where}: missing column {col!r}")
+    own_hr = "size_hr_png" in lr.columns
+    if hr is None and not own_hr:
+        raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
+    hr_rows = {} if hr is None else {str(r["key"]): r for r in hr.to_dict("records")}
+    recipe_cols = [c for c in lr.columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_"))]
+    jobs: list[_Job] = []
+    skipped: list[tuple[str, str]] = []
+    meta: dict[str, dict[str, Any]] = {}
+    for row in lr.sort_values("key").to_dict("records"):
+        lr_key, hr_key = str(row["key"]), str(row["hr_key"])
+        lr_hw = _hw(row)
+        if own_hr and pd.notna(row.get("size_hr_png")):
+            hr_src = (lr_dir / row["shard"], lr_key, int(row["offset_hr_png"]), int(row["size_hr_png"]))
+            hr_row: dict[str, Any] = {}
+            split = row.get("split") if pd.notna(row.get("split", None)) else "train"
+            hr_hw = None
+        elif hr_key in hr_rows:
+            hr_row = hr_rows[hr_key]
+            hr_src = (hr_dir / hr_row["shard"], hr_key, int(hr_row["offset_hr_png"]), int(hr_row["size_hr_png"]))  # type: ignore[operator]
+            split = hr_row.get("split", row.get("split", "train"))
+            if "split" in row and pd.notna(row["split"]) and row["split"] != split:
+                raise ValueError(f"{where}: sample {lr_key!r} is in split {row['split']!r} but its HR tile "
+                                 f"{hr_key!r} is in {split!r}")
+            hr_hw = _hw(hr_row)
+        else:
+            skipped.append((lr_key, f"no HR tile {hr_key!r}" + (f" in {hr_dir}" if hr_dir is not None else "")))
+            continue
+        if split not in SPLITS:
+            raise ValueError(f"{where}: sample {lr_key!r} has split {split!r}; expected one of {list(SPLITS)}")
+        n = cfg.patches_per_pair if split == "train" else cfg.val_patches_per_pair
+        jobs.append(_Job(lr_key, hr_key, split, (lr_dir / row["shard"], int(row["offset_lr_png"]), int(row["size_lr_png"])),
+                         hr_src, lr_hw, hr_hw, n, cfg.mode, cfg.patch_size, scale, seed))
+        source = str(hr_row.get("source", row.get("source", hr_key)))
+        meta[lr_key] = {"lr_key": lr_key, "hr_key": hr_key, "split": split, "source": source,
+                        "photo": str(hr_row.get("source_sha256", row.get("source_sha256", source))),
+                        "variant": int(row["variant"]) if pd.notna(row.get("variant", None)) else 0,
+                        "recipe": {c: _plain(row[c]) for c in recipe_cols}}
+    return jobs, skipped, meta
+
+
+def _hw(row: dict[str, Any]) -> tuple[int, int] | None:
+    h, w = row.get("height"), row.get("width")
+    return (int(h), int(w)) if h is not None and w is not None and pd.notna(h) and pd.notna(w) else None
+
+
+def _plain(v: Any) -> Any:
+    """An index cell as a plain Python value (NaN → None)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+        return None if isinstance(v, float) and math.isnan(v) else v
+    return v
+
+
+def _cut_pair(job: _Job) -> list[_Cut] | str:
+    """Decode one pair, check its sizes, cut its windows. Returns the patches or a skip reason."""
+    lr_path, lr_off, lr_size = job.lr_src
+    hr_path, hr_key, hr_off, hr_size = job.hr_src
+    lr = _decode(read_member(lr_path, job.lr_key, "lr.png", lr_off, lr_size), lr_path, job.lr_key, "lr.png")
+    hr = _decode(read_member(hr_path, hr_key, "hr.png", hr_off, hr_size), hr_path, hr_key, "hr.png")
+    for img, claimed, path, key, what in ((lr, job.lr_hw, lr_path, job.lr_key, "lr.png"),
+                                          (hr, job.hr_hw, hr_path, hr_key, "hr.png")):
+        if claimed is not None and img.shape[:2] != claimed:
+            raise ShardError(f"{path.name}: sample {key!r}: {what} is {img.shape[1]}x{img.shape[0]} but the index says "
+                             f"{claimed[1]}x{claimed[0]}; the index disagrees with the tar")
+    (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
+    if (hh // job.scale, hw // job.scale) != (lh, lw):
+        return f"size mismatch: LR {lw}x{lh} x {job.scale} = {lw * job.scale}x{lh * job.scale} != HR {hw}x{hh}"
+    hr = hr[:lh * job.scale, :lw * job.scale]  # degrade's crop_to_scale: the LR was made from this top-left crop
+    p = job.patch // job.scale
+    if lh < p or lw < p:
+        return f"LR {lw}x{lh} smaller than the LR patch {p}x{p}"
+    rng = rng_for(WINDOWS, job.seed, job.lr_key)
+    s = job.scale
+    return [_Cut(n, y, x, encode_png(np.ascontiguousarray(hr[y * s:(y + p) * s, x * s:(x + p) * s])),
+                 encode_png(np.ascontiguousarray(lr[y:y + p, x:x + p])))
+            for n, (y, x) in enumerate(lr_windows((lh, lw), p, n=job.n, mode=job.mode, rng=rng))]
+
+
+def _decode(data: bytes, path: Path, key: str, ext: str) -> np.ndarray:
+    try:
+        return decode_png(data)
+    except ImageError:
+        raise ShardError(f"{path.name}: sample {key!r}: {ext} failed to decode") from None
+
+
+def _check_hygiene(rows: dict[str, list[dict[str, Any]]]) -> None:
+    """No source photo may feed both splits (val must measure photos the net never saw)."""
+    both = {r["meta"]["photo"] for r in rows["train"]} & {r["meta"]["photo"] for r in rows["val"]}
+    if both:
+        source = next(r["meta"]["source"] for r in rows["train"] if r["meta"]["photo"] in both)
+        raise ValueError(f"shard: source photo {source!r} has tiles in both train and val; the split must be by photo")
+
+
+def _write_split(out: Path, split: str, rows: list[dict[str, Any]], spill_fd: int, cfg: ShardConfig, *,
+                 seed: int, scale: int) -> tuple[int, int]:
+    """Write one split's patches in seeded-permutation order. Returns (patches, shards)."""
+    n = len(rows)
+    rank = rng_for(SPLIT_ORDER, seed, split).permutation(n)  # rows arrive sorted by (lr_key, n)
+    width = max(8, len(str(max(n - 1, 0))))
+
+    def samples():
+        p = cfg.patch_size // scale
+        for i in np.argsort(rank, kind="stable"):
+            r, m = rows[i], rows[i]["meta"]
+            key = f"{int(rank[i]):0{width}d}_{m['lr_key']}_p{r['n']:02d}"
+            at, hr_len, lr_len = r["spill"]
+            buf = os.pread(spill_fd, hr_len + lr_len, at)
+            window = {"lr": [r["lr_y"], r["lr_x"], p, p], "hr": [r["lr_y"] * scale, r["lr_x"] * scale, p * scale, p * scale]}
+            recipe = {k: v for k, v in m["recipe"].items() if v is not None}
+            info = {"key": key, "lr_key": m["lr_key"], "hr_key": m["hr_key"], "variant": m["variant"], "split": split,
+                    "source": m["source"], "scale": scale, "window": window, "recipe": recipe}
+            cols = {"lr_key": m["lr_key"], "hr_key": m["hr_key"], "variant": m["variant"], "split": split,
+                    "source": m["source"], "source_sha256": m["photo"], "scale": scale, "lr_y": r["lr_y"],
+                    "lr_x": r["lr_x"], "hr_y": r["lr_y"] * scale, "hr_x": r["lr_x"] * scale, "height": p * scale,
+                    "width": p * scale, "lr_height": p, "lr_width": p, **m["recipe"]}
+            yield Sample(key, {"hr.png": buf[:hr_len], "lr.png": buf[hr_len:], "json": json_bytes(info)}, cols)
+
+    max_per_shard = max(1, math.ceil(n / cfg.min_shards))
+    index = write_shard_set(out, samples(), set_name=split, shard_bytes=cfg.shard_bytes, max_per_shard=max_per_shard)
+    return n, int(index["shard"].nunique()) if n else 0
+
+
+def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tiles: int, used: int,
+                  skipped: list[tuple[str, str]]) -> None:
+    split_rows, examples = [], []
+    for split in SPLITS:
+        index = pd.read_parquet(out / split / INDEX)
+        shard_sizes = [(out / split / s).stat().st_size for s in sorted(index["shard"].unique())] if len(index) else [0]
+        split_rows.append({"split": split, "pairs": index["lr_key"].nunique() if len(index) else 0,
+                           "patches": len(index), "shards": len(shard_sizes) if len(index) else 0,
+                           "MB": round(sum(shard_sizes) / 2**20, 2), "min shard MB": round(min(shard_sizes) / 2**20, 2),
+                           "max shard MB": round(max(shard_sizes) / 2**20, 2)})
+        if split == "train" or not examples:
+            examples = _examples(out / split, index) or examples
+    if examples:
+        (out / "pairs.png").write_bytes(encode_png(grid(examples, cell=min(cfg.patch_size, 256))))
+    p = cfg.patch_size // scale
+    per_pair = "every grid window" if cfg.mode == "grid" else f"{cfg.patches_per_pair} train / {cfg.val_patches_per_pair} val"
+    skip_table = markdown_table(pd.DataFrame(skipped[:50], columns=["lr_key", "reason"])) if skipped else "none"
+    lines = [
+        "# shard report", "",
+        f"- scale x{scale}: HR patches {cfg.patch_size}x{cfg.patch_size} px, LR patches {p}x{p} px, cut on the LR grid",
+        f"- windows: {cfg.mode}, {per_pair} per pair; seed {seed}; patches shuffled by a seeded permutation",
+        f"- LR tiles: {lr_tiles}; pairs used: {used}; skipped: {len(skipped)} (all in skipped.csv)", "",
+        "## Splits", "", markdown_table(pd.DataFrame(split_rows)), "",
+        "## Skipped pairs" + (f" (first 50 of {len(skipped)})" if len(skipped) > 50 else ""), "", skip_table, "",
+        "## Example pairs", "", "Two pairs per row: HR patch, then its LR patch upscaled with nearest neighbour (artefacts visible).",
+        "", "![pairs](pairs.png)" if examples else "no patches", "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def _examples(set_dir: Path, index: pd.DataFrame) -> list[list[np.ndarray]]:
+    from pipeline.data.members import MemberTable
+
+    if index.empty:
+        return []
+    table = MemberTable(set_dir, ("hr.png", "lr.png"), index=index)
+    rows = []
+    for i in range(min(_EXAMPLES, len(table))):  # stored order is already a random order
+        hr = decode_png(table.read(i, "hr.png"))
+        lr = decode_png(table.read(i, "lr.png"))
+        pair = [hr, np.repeat(np.repeat(lr, hr.shape[0] // lr.shape[0], 0), hr.shape[1] // lr.shape[1], 1)]
+        if rows and len(rows[-1]) < 4:
+            rows[-1] += pair
+        else:
+            rows.append(pair)
+    table.close()
+    return rows

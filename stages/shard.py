@@ -1,0 +1,26 @@
+"""DVC stage `shard`: `paths.hr` + `paths.lr` → `paths.pairs` (train/ and val/ patch shard sets, report)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.config import load_params
+from pipeline.data.pairs import make_pairs
+from pipeline.io.atomic import atomic_dir
+from stages import run_stage
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.shard", description=__doc__)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+    cfg = load_params(args.params, sections=("seed", "scale", "paths", "shard"))
+    with atomic_dir(cfg.paths.pairs) as tmp:
+        stats = make_pairs(cfg.paths.hr, cfg.paths.lr, tmp, cfg.shard, seed=cfg.seed, scale=cfg.scale)
+    print(f"shard: {stats.used}/{stats.lr_tiles} pairs -> {stats.train_patches} train patches in {stats.train_shards} "
+          f"shards, {stats.val_patches} val patches in {stats.val_shards} shards -> {cfg.paths.pairs}; "
+          f"{stats.skipped} pairs skipped (see {cfg.paths.pairs}/skipped.csv)")
+
+
+if __name__ == "__main__":
+    run_stage(main)
