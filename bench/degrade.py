@@ -1,0 +1,152 @@
+"""Throughput of the degradation engine: HR 256 px tiles → x4 LR with the full realesrgan-x4plus recipe.
+
+    .venv/bin/python bench/degrade.py [--tiles 512] [--workers 2] [--no-dali]
+
+Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe → PNG encode):
+  reference, 1 process     apply_recipe in this process, OpenCV on one thread
+  auto, N workers          degrade_set(backend=auto) on an HR shard set: shard read, N spawned
+                           workers, shard + index write (report excluded; pool start-up included)
+  dali cpu                 DaliDegrader(device=cpu), batches of 32, decode/encode in this process
+  dali gpu                 the same on the GPU, when CUDA is visible
+and a floor: each op of one typical recipe done once with OpenCV on one tile.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.degrade import DegradeConfig, sample_recipe  # noqa: E402
+from pipeline.degrade import reference as ref  # noqa: E402
+from pipeline.degrade.kernels import gaussian_kernel, sinc_kernel  # noqa: E402
+from pipeline.io.images import decode_png, encode_png  # noqa: E402
+from pipeline.io.shards import Sample, write_shard_set  # noqa: E402
+from pipeline.params import build  # noqa: E402
+
+TILE = 256
+SEED = 0
+
+
+def make_tiles(n: int) -> list[bytes]:
+    """`n` 256 px PNG tiles cut from scikit-image's bundled photos (offline)."""
+    import skimage.data
+    photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
+    tiles = []
+    while len(tiles) < n:
+        for photo in photos:
+            h, w = photo.shape[:2]
+            k = len(tiles)
+            y = (k * 37) % (h - TILE)
+            x = (k * 53) % (w - TILE)
+            tiles.append(encode_png(np.ascontiguousarray(photo[y:y + TILE, x:x + TILE, :3])))
+            if len(tiles) == n:
+                break
+    return tiles
+
+
+def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
+    cv2.setNumThreads(1)
+    settings = cfg.settings
+    start = time.perf_counter()
+    for i, data in enumerate(tiles):
+        recipe = sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4)
+        encode_png(ref.apply_recipe(decode_png(data), recipe))
+    return len(tiles) / (time.perf_counter() - start)
+
+
+def bench_auto(tiles: list[bytes], workers: int) -> tuple[float, str]:
+    from pipeline.degrade.run import degrade_set
+    with tempfile.TemporaryDirectory() as tmp:
+        hr = Path(tmp) / "hr"
+        write_shard_set(hr, (Sample(f"t{i:06d}", {"hr.png": t}, {"height": TILE, "width": TILE})
+                             for i, t in enumerate(tiles)), set_name="hr")
+        cfg = build(DegradeConfig, {"backend": "auto", "workers": workers, "examples": 0}, "degrade")
+        stats = degrade_set(hr, Path(tmp) / "lr", cfg, seed=SEED, scale=4, progress=False)
+    return stats["samples"] / stats["seconds"], stats["backend"]
+
+
+def bench_dali(tiles: list[bytes], cfg: DegradeConfig, device: str, threads: int) -> float:
+    from pipeline.degrade.dali_backend import DaliDegrader
+    degrader = DaliDegrader(32, device, threads)
+    settings = cfg.settings
+    recipes = [sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4) for i in range(len(tiles))]
+    degrader.run([decode_png(tiles[0])], recipes[:1])  # warm-up
+    start = time.perf_counter()
+    for b in range(0, len(tiles), 32):
+        hrs = [decode_png(t) for t in tiles[b:b + 32]]
+        for lr in degrader.run(hrs, recipes[b:b + 32]):
+            encode_png(lr)
+    return len(tiles) / (time.perf_counter() - start)
+
+
+def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
+    """Milliseconds per op on one 256 px tile (best of `reps`), OpenCV on one thread."""
+    cv2.setNumThreads(1)
+    hr = decode_png(tile)
+    x = ref.to_float(hr)
+    small = cv2.resize(x, (180, 180), interpolation=cv2.INTER_AREA)  # a typical stage-1 size
+    lr = cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA)
+    ops = {
+        "png decode 256": lambda: decode_png(tile),
+        "usm (2x 51 px Gaussian)": lambda: ref.unsharp_mask(x),
+        "blur1 iso 13 px (separable)": lambda: ref.blur(x, gaussian_kernel(13, 1.5)),
+        "blur1 aniso 13 px (filter2D)": lambda: ref.blur(x, gaussian_kernel(13, 2.0, 1.0, 0.5)),
+        "blur1 sinc 21 px (filter2D)": lambda: ref.blur(x, sinc_kernel(21, 1.5)),
+        "resize1 256→180 area": lambda: ref.resize(x, (180, 180), "area"),
+        "noise1 gaussian 180": lambda: ref.add_gaussian_noise(small, 10.0, False, 1),
+        "noise1 poisson 180": lambda: ref.add_poisson_noise(small, 1.0, False, 1),
+        "jpeg1 180": lambda: ref.jpeg(small, 60),
+        "stage 2 + final at 64 px (blur, resize, noise, jpeg)": lambda: ref.jpeg(ref.add_gaussian_noise(
+            ref.resize(ref.blur(lr, gaussian_kernel(9, 1.0)), (64, 64), "bicubic"), 5.0, False, 2), 60),
+        "png encode 64": lambda: encode_png(ref.quantize(lr)),
+    }
+    out = {}
+    for name, fn in ops.items():
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best * 1e3
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiles", type=int, default=512)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-dali", action="store_true")
+    args = ap.parse_args()
+    cfg = build(DegradeConfig, {}, "degrade")
+    tiles = make_tiles(args.tiles)
+    print(f"{args.tiles} HR {TILE} px tiles -> x4 LR, preset realesrgan-x4plus, cores {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    rows = [("reference, 1 process", bench_reference(tiles, cfg))]
+    auto, backend = bench_auto(tiles, args.workers)
+    rows.append((f"auto ({backend}), {args.workers} workers, shard set in/out", auto))
+    if not args.no_dali:
+        rows.append(("dali cpu, batch 32", bench_dali(tiles, cfg, "cpu", args.workers)))
+        from pipeline.degrade.dali_backend import cuda_visible
+        if cuda_visible():
+            rows.append(("dali gpu, batch 32", bench_dali(tiles, cfg, "gpu", args.workers)))
+    base = rows[0][1]
+    print("\n| path | tiles/s | x reference |\n|---|---|---|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f} |")
+    floor = op_floor(tiles[0])
+    print("\n| op (one 256 px tile, OpenCV, 1 thread) | ms |\n|---|---|")
+    for name, ms in floor.items():
+        print(f"| {name} | {ms:.2f} |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

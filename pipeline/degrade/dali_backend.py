@@ -1,0 +1,272 @@
+"""The DALI backend: one `@pipeline_def` graph applies a batch of Real-ESRGAN recipes, each sample
+with its own kernels, sizes, interpolations, noise and JPEG qualities (DALI conditionals pick the
+per-sample branches). CPU mode (`device_id=None`) here; the GPU when one is visible.
+
+Per-sample values enter through `external_source`, computed on the CPU from the recipe and the HR
+size alone. Noise is the one random step, and DALI's own noise operators draw from per-operator
+generators whose stream depends on the sample's batch position; so the standard-normal field of
+every noise step is generated on the CPU from the step's own seed (`reference.standard_normal`)
+and fed in. The output of a sample therefore depends only on (HR, recipe): batch size, batch
+position and thread count do not matter, and Gaussian noise is the very field the reference adds.
+
+Where DALI differs from the reference (parity is tested with these tolerances in mind):
+- blur: `fn.filter` (CPU: OpenCV's filter2D; reflect-101) — equal to float rounding;
+- resize: `fn.resize` without antialiasing for bilinear (equal to OpenCV to float rounding) and
+  bicubic (DALI's cubic is not OpenCV's/torch's a = -0.75 kernel: ~2 levels mean difference on
+  detailed images); `area` has no DALI filter: antialiased cubic when shrinking and linear when
+  enlarging come closest to OpenCV's INTER_AREA (~3-5 levels mean difference on detailed images);
+- JPEG: `fn.jpeg_compression_distortion` — CPU: libjpeg through OpenCV, bit-identical for the
+  same 8-bit input; GPU: DALI's own CUDA codec path, close but not identical;
+- Poisson noise: Gaussian with the Poisson variance, base/vals·scale², using the same field; `vals`
+  (Real-ESRGAN's count of distinct 8-bit levels, rounded up to a power of two) is taken from the
+  level range max - min + 1, since a DALI graph cannot count distinct values. Mean and variance of
+  the noise match the reference; its discreteness at very dark pixels does not.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .recipe import Camera, Recipe
+from .reference import crop_to_scale, plan_shapes, standard_normal, usm_sigma
+
+_GRAPH_STEPS = ("usm", "blur1", "resize1", "noise1", "jpeg1", "blur2", "resize2", "noise2", "jpeg2")
+_FINAL = {"resize_sinc_jpeg": ("resize_final", "sinc_final", "jpeg_final"),
+          "jpeg_resize_sinc": ("jpeg_final", "resize_final", "sinc_final")}
+
+
+def cuda_visible() -> bool:
+    """Whether a CUDA device is usable, asked without creating a CUDA context or importing torch:
+    NVML's device count (fork-safe), else the driver's cuDeviceGetCount; CUDA_VISIBLE_DEVICES set to
+    an empty or negative value hides every device. False on any failure."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and (hidden.strip() == "" or hidden.strip().startswith("-")):
+        return False
+    if not os.path.exists("/dev/nvidiactl"):
+        return False
+    import ctypes
+    count = ctypes.c_uint(0)
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        if nvml.nvmlInit_v2() == 0:
+            try:
+                return nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 and count.value > 0
+            finally:
+                nvml.nvmlShutdown()
+    except (OSError, AttributeError):
+        pass
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        n = ctypes.c_int(0)
+        return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(n)) == 0 and n.value > 0
+    except (OSError, AttributeError):
+        return False
+
+
+def check_graph_recipe(recipe: Recipe) -> None:
+    """Raise ValueError unless `recipe` has the Real-ESRGAN structure the graph implements."""
+    names = [s.name for s in recipe.steps]
+    if recipe.order not in _FINAL or any(isinstance(s, Camera) for s in recipe.steps):
+        raise ValueError(f"the dali backend runs the realesrgan presets; recipe of preset {recipe.preset!r} "
+                         f"needs backend='reference'")
+    head = [n for n in names if n in _GRAPH_STEPS]
+    tail = names[len(head):]
+    if head != [n for n in _GRAPH_STEPS if n in head] or tuple(tail) != _FINAL[recipe.order] or \
+            not {"blur1", "resize1", "blur2", "resize2"} <= set(head):
+        raise ValueError(f"the dali backend cannot run a recipe with steps {names}")
+
+
+def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
+    """Everything the graph needs for one sample, as numpy arrays keyed by external_source name."""
+    check_graph_recipe(recipe)
+    hr = crop_to_scale(hr, recipe.scale)
+    shapes = plan_shapes(recipe, hr.shape[:2])
+    shape_at = {step.name: shapes[i] for i, step in enumerate(recipe.steps)}
+    shape_after = {step.name: shapes[i + 1] for i, step in enumerate(recipe.steps)}
+    f32, i32 = np.float32, np.int32
+    d: dict[str, np.ndarray] = {"hr": np.ascontiguousarray(hr)}
+    usm = recipe.step("usm")
+    d["usm_on"] = np.array(usm is not None)
+    d["usm_size"] = np.array(usm.size if usm else 3, i32)
+    d["usm_sigma"] = np.array(usm_sigma(usm.size) if usm else 0.8, f32)
+    d["usm_weight"] = np.array(usm.weight if usm else 0.0, f32)
+    d["usm_threshold"] = np.array(usm.threshold if usm else 0.0, f32)
+    for name, key in (("blur1", "k1"), ("blur2", "k2"), ("sinc_final", "kf")):
+        step = recipe.step(name)
+        d[key] = np.ascontiguousarray(step.kernel, dtype=f32)
+    for name, key in (("resize1", "r1"), ("resize2", "r2"), ("resize_final", "rf")):
+        step = recipe.step(name)
+        d[f"{key}_size"] = np.array(shape_after[name], f32)
+        d[f"{key}_area"] = np.array(step.interp == "area")
+        d[f"{key}_interp"] = np.array(_interp_code(step.interp), i32)
+    for name, key in (("noise1", "n1"), ("noise2", "n2")):
+        step = recipe.step(name)
+        on = step is not None
+        h, w = shape_at[name] if on else (1, 1)
+        d[f"{key}_on"] = np.array(on)
+        d[f"{key}_gaussian"] = np.array(on and step.kind == "gaussian")
+        d[f"{key}_gray"] = np.array(on and step.gray)
+        d[f"{key}_level"] = np.array(0.0 if not on else step.level / 255.0 if step.kind == "gaussian" else step.level, f32)
+        d[f"{key}_z"] = standard_normal(step.seed, (h, w, 1 if step.gray else 3)) if on else np.zeros((1, 1, 1), f32)
+    for name, key in (("jpeg1", "j1"), ("jpeg2", "j2"), ("jpeg_final", "jf")):
+        step = recipe.step(name)
+        d[f"{key}_on"] = np.array(step is not None)
+        d[f"{key}_quality"] = np.array(step.quality if step else 100, i32)
+    d["resize_first"] = np.array(recipe.order == "resize_sinc_jpeg")
+    return d
+
+
+def _interp_code(interp: str) -> int:
+    from nvidia.dali import types
+    return int({"area": types.INTERP_LINEAR, "bilinear": types.INTERP_LINEAR,
+                "bicubic": types.INTERP_CUBIC}[interp])
+
+
+INPUT_NAMES = ("hr", "usm_on", "usm_size", "usm_sigma", "usm_weight", "usm_threshold", "k1", "k2", "kf",
+               *[f"{k}_{f}" for k in ("r1", "r2", "rf") for f in ("size", "area", "interp")],
+               *[f"{k}_{f}" for k in ("n1", "n2") for f in ("on", "gaussian", "gray", "level", "z")],
+               "j1_on", "j1_quality", "j2_on", "j2_quality", "jf_quality",
+               "resize_first")
+
+
+def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
+    """The degradation graph (see module docstring), for at most `batch_size` samples."""
+    from nvidia.dali import fn, pipeline_def, types
+    import nvidia.dali.math as dmath
+
+    def src(name: str, **kw):
+        return fn.external_source(name=name, **kw)
+
+    def on_device(node):
+        return node.gpu() if gpu else node
+
+    def quantize(x):  # float [0, 1] → uint8, rounded half away from zero like the reference
+        return fn.cast(dmath.clamp(x * 255.0, 0.0, 255.0), dtype=types.UINT8)
+
+    def to_float(img):
+        return fn.cast(img, dtype=types.FLOAT) * (1.0 / 255.0)
+
+    def resize(x, size, area, interp):
+        if area:  # closest DALI filters to OpenCV's INTER_AREA: antialiased cubic down, linear up
+            y = fn.resize(x, size=size, antialias=True, min_filter=types.INTERP_CUBIC,
+                          mag_filter=types.INTERP_LINEAR)
+        else:
+            y = fn.resize(x, size=size, antialias=False, interp_type=fn.cast(interp, dtype=types.INTERP_TYPE))
+        return y
+
+    def jpeg(x, quality):
+        return to_float(fn.jpeg_compression_distortion(quantize(x), quality=quality))
+
+    def noise(x, on, gaussian, gray, level, z):
+        z = on_device(z)
+        level = on_device(level)
+        if on:
+            if gaussian:
+                y = dmath.clamp(x + z * level, 0.0, 1.0)
+            else:
+                if gray:
+                    base = x[:, :, 0:1] * 0.299 + x[:, :, 1:2] * 0.587 + x[:, :, 2:3] * 0.114
+                else:
+                    base = x
+                base_q = quantize(base)
+                levels = fn.cast(fn.reductions.max(base_q), dtype=types.FLOAT) - \
+                    fn.cast(fn.reductions.min(base_q), dtype=types.FLOAT) + 1.0
+                vals = dmath.pow(2.0, dmath.ceil(dmath.log2(levels) - 1e-4))
+                base = to_float(base_q)
+                y = dmath.clamp(x + z * dmath.sqrt(base / vals) * level, 0.0, 1.0)
+        else:
+            y = x
+        return y
+
+    @pipeline_def(enable_conditionals=True)
+    def graph():
+        inp = {n: src(n, layout="HWC") if n in ("hr", "n1_z", "n2_z") else src(n) for n in INPUT_NAMES}
+        x = to_float(on_device(inp["hr"]))
+        if inp["usm_on"]:
+            size, sigma = inp["usm_size"], inp["usm_sigma"]
+            blurred = fn.gaussian_blur(x, window_size=size, sigma=sigma)
+            residual = x - blurred
+            mask = fn.cast(dmath.abs(residual) * 255.0 > on_device(inp["usm_threshold"]), dtype=types.FLOAT)
+            soft = fn.gaussian_blur(mask, window_size=size, sigma=sigma)
+            sharp = dmath.clamp(x + on_device(inp["usm_weight"]) * residual, 0.0, 1.0)
+            x = x + soft * (sharp - x)
+        x = fn.filter(x, inp["k1"], border="reflect_101")
+        x = resize(x, inp["r1_size"], inp["r1_area"], inp["r1_interp"])
+        x = noise(x, inp["n1_on"], inp["n1_gaussian"], inp["n1_gray"], inp["n1_level"], inp["n1_z"])
+        if inp["j1_on"]:
+            x = jpeg(x, inp["j1_quality"])
+        x = fn.filter(x, inp["k2"], border="reflect_101")
+        x = resize(x, inp["r2_size"], inp["r2_area"], inp["r2_interp"])
+        x = noise(x, inp["n2_on"], inp["n2_gaussian"], inp["n2_gray"], inp["n2_level"], inp["n2_z"])
+        if inp["j2_on"]:
+            x = jpeg(x, inp["j2_quality"])
+        if inp["resize_first"]:
+            x = resize(x, inp["rf_size"], inp["rf_area"], inp["rf_interp"])
+            x = fn.filter(x, inp["kf"], border="reflect_101")
+            x = jpeg(x, inp["jf_quality"])
+        else:
+            x = jpeg(x, inp["jf_quality"])
+            x = resize(x, inp["rf_size"], inp["rf_area"], inp["rf_interp"])
+            x = fn.filter(x, inp["kf"], border="reflect_101")
+        return quantize(x)
+
+    pipe = graph(batch_size=batch_size, num_threads=num_threads, device_id=0 if gpu else None,
+                 prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
+    pipe.build()
+    return pipe
+
+
+class DaliDegrader:
+    """A built degradation graph for batches of up to `batch_size` samples.
+
+    device: `cpu`, `gpu` or `auto` (GPU when `cuda_visible()`). Build it in the process that uses
+    it: DALI must not be started before a fork.
+    """
+
+    def __init__(self, batch_size: int = 32, device: str = "auto", num_threads: int | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        self.gpu = cuda_visible() if device == "auto" else device == "gpu"
+        self.batch_size = batch_size
+        self._pipe = _build_pipeline(batch_size, self.gpu, num_threads or os.cpu_count() or 1)
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.gpu else "cpu"
+
+    def run(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[np.ndarray]:
+        """Degrade HR tiles ((H, W, 3) uint8 RGB) with their recipes → LR tiles, same order.
+
+        Raises ValueError on mismatched lengths, more samples than `batch_size`, a recipe the graph
+        cannot run, and TooSmallError for a tile smaller than its recipe needs.
+        """
+        if len(hrs) != len(recipes):
+            raise ValueError(f"got {len(hrs)} images but {len(recipes)} recipes")
+        if not 0 < len(hrs) <= self.batch_size:
+            raise ValueError(f"batch must hold 1..{self.batch_size} samples, got {len(hrs)}")
+        for hr in hrs:
+            if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+                raise ValueError(f"hr must be (H, W, 3) uint8 RGB, got {hr.shape} {hr.dtype}")
+        samples = [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
+        for name in INPUT_NAMES:
+            self._pipe.feed_input(name, [s[name] for s in samples])
+        (out,) = self._pipe.run()
+        if self.gpu:
+            out = out.as_cpu()
+        return [np.array(out[i]) for i in range(len(samples))]
+
+
+_CACHE: dict[tuple[int, str], DaliDegrader] = {}
+
+
+def apply_batch(hrs: Sequence[np.ndarray], recipes: Sequence[Recipe], device: str = "auto") -> list[np.ndarray]:
+    """`DaliDegrader.run` on a cached graph sized to the batch (rounded up to a power of two)."""
+    size = 1 << max(0, (len(hrs) - 1).bit_length())
+    key = (size, device)
+    if key not in _CACHE:
+        _CACHE[key] = DaliDegrader(size, device)
+    return _CACHE[key].run(hrs, recipes)

@@ -1,0 +1,236 @@
+"""The reference backend: a recipe applied with NumPy/OpenCV, step by step. Readable as the spec.
+
+Numerics (shared by every backend):
+- the HR is cropped to a multiple of the scale (top-left anchored), so LR pixel (i, j) covers HR
+  pixels [s·i, s·i + s) × [s·j, s·j + s); then converted to float32 in [0, 1] (x / 255);
+- everything in between stays float32 and unclipped, except where Real-ESRGAN clips: after noise
+  (clip to [0, 1]), and at every JPEG, whose input is rounded to 8 bits (`quantize`) and whose output
+  is 8-bit by nature; the result is quantized once more at the end;
+- `quantize` = clip(x·255, 0, 255) rounded half away from zero (what DALI's float→uint8 cast does);
+- borders are reflect-101 (`dcb|abcd|cba` without repeating the edge), as BasicSR's filter2D;
+- resizes are `cv2.resize` to (int(base_h·scale), int(base_w·scale)), base the current size or the
+  LR size (H/s, W/s); `area` = INTER_AREA, `bilinear` = INTER_LINEAR, `bicubic` = INTER_CUBIC (a = -0.75,
+  like torch's bicubic; neither antialiases, like Real-ESRGAN's F.interpolate);
+- noise fields come from `standard_normal(step.seed, shape)`, so DALI can regenerate them exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .recipe import Blur, Camera, Jpeg, Noise, Recipe, Resize, Step, Usm
+
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as torchvision's rgb_to_grayscale
+CAMERA_GAMMA = 2.2
+
+
+class TooSmallError(ValueError):
+    """The HR tile is smaller than the recipe needs (message: the step and the sizes)."""
+
+
+# ---- shapes -------------------------------------------------------------------------------------
+
+def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Top-left crop of (H, W, C) to (H - H % scale, W - W % scale)."""
+    h, w = hr.shape[:2]
+    return hr[: h - h % scale, : w - w % scale]
+
+
+def resize_shape(step: Resize, shape: tuple[int, int], hr_shape: tuple[int, int], scale: int) -> tuple[int, int]:
+    """Output (h, w) of a resize step applied to an image of `shape`; `hr_shape` is the cropped HR."""
+    if step.relative_to == "input":
+        base_h, base_w = float(shape[0]), float(shape[1])
+    else:
+        base_h, base_w = hr_shape[0] / scale, hr_shape[1] / scale
+    return int(base_h * step.scale), int(base_w * step.scale)
+
+
+def plan_shapes(recipe: Recipe, hr_shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """(h, w) of the image entering each step, plus the final LR shape (len = steps + 1).
+
+    Raises:
+        TooSmallError: the HR is not at least `scale` px, a resize would produce an empty image, or
+            a blur/unsharp-mask kernel is wider than twice the image it filters (reflect-101 needs
+            each side > kernel radius).
+    """
+    hr_shape = (hr_shape[0] - hr_shape[0] % recipe.scale, hr_shape[1] - hr_shape[1] % recipe.scale)
+    if min(hr_shape) < 1:
+        raise TooSmallError(f"HR tile smaller than the scale {recipe.scale}")
+    shapes = [hr_shape]
+    shape = hr_shape
+    for step in recipe.steps:
+        if isinstance(step, (Blur, Usm)) and min(shape) <= step.size // 2:
+            raise TooSmallError(f"{step.name}: {step.size} px kernel on a {shape[0]}x{shape[1]} image "
+                                f"(needs sides > {step.size // 2})")
+        if isinstance(step, Resize):
+            shape = resize_shape(step, shape, hr_shape, recipe.scale)
+            if min(shape) < 1:
+                raise TooSmallError(f"{step.name}: resizing to an empty {shape[0]}x{shape[1]} image")
+        shapes.append(shape)
+    return shapes
+
+
+# ---- ops: (H, W, 3) float32 in [0, 1] (give or take overshoot) → same -----------------------------
+
+def quantize(img: np.ndarray) -> np.ndarray:
+    """float32 [0, 1] → uint8: clip(x·255, 0, 255) rounded half away from zero."""
+    v = np.clip(img * np.float32(255.0), 0.0, 255.0)
+    return (v.astype(np.float64) + 0.5).astype(np.uint8)
+
+
+def usm_sigma(size: int) -> float:
+    """OpenCV's sigma for a Gaussian of `size` px given sigma 0 (8.0 for 51 px)."""
+    return 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+
+
+def unsharp_mask(img: np.ndarray, size: int = 51, weight: float = 0.5, threshold: float = 10.0) -> np.ndarray:
+    """Real-ESRGAN's USMSharp: sharpen where |img - blur| > threshold/255, feathered by the same blur.
+
+    img: (H, W, C) float32. Returns (H, W, C) float32 in [0, 1] when img is.
+    """
+    sigma = usm_sigma(size)
+    blur = cv2.GaussianBlur(img, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
+    residual = img - blur
+    mask = (np.abs(residual) * np.float32(255.0) > np.float32(threshold)).astype(np.float32)
+    soft = cv2.GaussianBlur(mask, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
+    sharp = np.clip(img + np.float32(weight) * residual, 0.0, 1.0)
+    return img + soft * (sharp - img)
+
+
+def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Correlate each channel with `kernel` ((K, K) float32, K odd), reflect-101 border.
+
+    img: (H, W, C) float32. Returns (H, W, C) float32. Raises ValueError on a bad kernel.
+    """
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"kernel must be square with an odd side, got shape {kernel.shape}")
+    kernel = kernel.astype(np.float32, copy=False)
+    separable = _separate(kernel)
+    if separable is not None:  # same sum in another order: equal to float rounding, ~10x faster
+        col, row = separable
+        return cv2.sepFilter2D(img, -1, row, col, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+
+
+def _separate(kernel: np.ndarray, rtol: float = 1e-6) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) factors with kernel = column ⊗ row when the kernel is rank 1 (isotropic and
+    axis-aligned Gaussians), else None. The factors are the marginals, scaled to the kernel's sum."""
+    if kernel.shape[0] < 5:
+        return None
+    col = kernel.sum(axis=1, dtype=np.float64)
+    row = kernel.sum(axis=0, dtype=np.float64) / kernel.sum(dtype=np.float64)
+    if np.abs(np.outer(col, row) - kernel).max() > rtol * float(np.abs(kernel).max()):
+        return None
+    return col.astype(np.float32), row.astype(np.float32)
+
+
+def resize(img: np.ndarray, shape: tuple[int, int], interp: str) -> np.ndarray:
+    """Resize (H, W, C) float32 to `shape` = (h, w) with `interp` in {area, bilinear, bicubic}."""
+    if interp not in INTERPOLATIONS:
+        raise ValueError(f"interp must be one of {list(INTERPOLATIONS)}, got {interp!r}")
+    if tuple(shape) == img.shape[:2]:
+        return img
+    return cv2.resize(img, (shape[1], shape[0]), interpolation=INTERPOLATIONS[interp])
+
+
+def standard_normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The noise field of a noise step: float32 N(0, 1) of `shape` from PCG64(seed)."""
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+def gray(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) → (H, W, 1) BT.601 luma, in float32."""
+    r, g, b = (np.float32(w) for w in GRAY_WEIGHTS)
+    return img[:, :, 0:1] * r + img[:, :, 1:2] * g + img[:, :, 2:3] * b
+
+
+def poisson_levels(img_q: np.ndarray) -> int:
+    """Real-ESRGAN's Poisson 'vals': 2 ** ceil(log2(number of distinct 8-bit values))."""
+    distinct = int(np.count_nonzero(np.bincount(img_q.ravel(), minlength=256)))
+    return int(2 ** math.ceil(math.log2(max(distinct, 1))))
+
+
+def add_gaussian_noise(img: np.ndarray, sigma: float, gray_noise: bool, seed: int) -> np.ndarray:
+    """img + N(0, σ/255) per pixel (one field for all channels when `gray_noise`), clipped to [0, 1]."""
+    h, w = img.shape[:2]
+    z = standard_normal(seed, (h, w, 1 if gray_noise else img.shape[2]))
+    return np.clip(img + z * np.float32(sigma / 255.0), 0.0, 1.0)
+
+
+def add_poisson_noise(img: np.ndarray, scale: float, gray_noise: bool, seed: int) -> np.ndarray:
+    """Real-ESRGAN's Poisson noise: counts from the 8-bit image (its luma when `gray_noise`).
+
+    base = round(clip(x)·255)/255, vals = poisson_levels(base), noise = (Poisson(base·vals)/vals - base)·scale,
+    out = clip(img + noise, 0, 1).
+    """
+    base_q = quantize(gray(img) if gray_noise else img)
+    vals = poisson_levels(base_q)
+    base = base_q.astype(np.float64) / 255.0
+    counts = np.random.default_rng(seed).poisson(base * vals)
+    noise = ((counts / vals - base) * scale).astype(np.float32)
+    return np.clip(img + noise, 0.0, 1.0)
+
+
+def add_camera_noise(img: np.ndarray, shot: float, read: float, seed: int) -> np.ndarray:
+    """Heteroscedastic sensor noise: to linear light (x^2.2), add N(0, shot·x + read), back, clip."""
+    lin = np.power(np.clip(img, 0.0, 1.0), np.float32(CAMERA_GAMMA))
+    z = standard_normal(seed, img.shape)
+    lin = np.clip(lin + z * np.sqrt(lin * np.float32(shot) + np.float32(read)), 0.0, 1.0)
+    return np.power(lin, np.float32(1.0 / CAMERA_GAMMA))
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """libjpeg round trip (4:2:0, OpenCV's defaults) of the 8-bit-rounded image. Returns float32."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality}")
+    bgr = cv2.cvtColor(quantize(img), cv2.COLOR_RGB2BGR)
+    ok, enc = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    dec = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return dec.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+# ---- the interpreter ----------------------------------------------------------------------------
+
+def apply_step(img: np.ndarray, step: Step, hr_shape: tuple[int, int], scale: int) -> np.ndarray:
+    """One recipe step on float32 (H, W, 3); `hr_shape` is the cropped HR (h, w)."""
+    if isinstance(step, Usm):
+        return unsharp_mask(img, step.size, step.weight, step.threshold)
+    if isinstance(step, Blur):
+        return img if step.kind == "none" else blur(img, step.kernel)
+    if isinstance(step, Resize):
+        return resize(img, resize_shape(step, img.shape[:2], hr_shape, scale), step.interp)
+    if isinstance(step, Noise):
+        if step.kind == "gaussian":
+            return add_gaussian_noise(img, step.level, step.gray, step.seed)
+        return add_poisson_noise(img, step.level, step.gray, step.seed)
+    if isinstance(step, Camera):
+        return add_camera_noise(img, step.shot, step.read, step.seed)
+    if isinstance(step, Jpeg):
+        return jpeg(img, step.quality)
+    raise TypeError(f"unknown recipe step {step!r}")
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def apply_recipe(hr: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Degrade one HR tile: (H, W, 3) uint8 RGB → (H // s, W // s, 3) uint8 RGB.
+
+    Raises:
+        ValueError: hr is not (H, W, 3) uint8.
+        TooSmallError: the tile is smaller than the recipe needs (see `plan_shapes`).
+    """
+    if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+        raise ValueError(f"hr must be (H, W, 3) uint8 RGB, got {hr.shape} {hr.dtype}")
+    hr = crop_to_scale(hr, recipe.scale)
+    plan_shapes(recipe, hr.shape[:2])
+    img = to_float(hr)
+    for step in recipe.steps:
+        img = apply_step(img, step, hr.shape[:2], recipe.scale)
+    return quantize(img)

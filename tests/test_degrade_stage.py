@@ -1,0 +1,173 @@
+"""degrade_set / replay_sample / the stage: determinism across workers and batch sizes, the index,
+skipped tiles, folder input, and `python -m stages.degrade`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.degrade import DegradeConfig, Recipe, sample_recipe
+from pipeline.degrade.recipe import BASE_COLUMNS
+from pipeline.degrade.run import degrade_set, folder_key, replay_sample
+from pipeline.io.images import decode_png, encode_png
+from pipeline.io.shards import Sample, ShardSet, json_bytes, write_shard_set
+from pipeline.params import build
+
+N_TILES = 9
+
+
+def cfg_of(**data) -> DegradeConfig:
+    return build(DegradeConfig, {"examples": 2, **data}, "degrade")
+
+
+def _tiles(fixtures: Path) -> list[np.ndarray]:
+    bgr = cv2.imread(str(fixtures / "pairs" / "gt" / "baboon.png"), cv2.IMREAD_COLOR)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    return [np.ascontiguousarray(rgb[16 * i:16 * i + 64, 20 * i:20 * i + 64]) for i in range(N_TILES)]
+
+
+def _write_hr_set(path: Path, tiles: list[np.ndarray], tiny: bool = True) -> Path:
+    samples = []
+    for i, tile in enumerate(tiles):
+        cols = {"height": 64, "width": 64, "split": "val" if i % 4 == 0 else "train"}
+        samples.append(Sample(f"t{i:02d}", {"hr.png": encode_png(tile), "json": json_bytes(cols)}, cols))
+    if tiny:  # too small for the 51 px unsharp mask: skipped, not a crash
+        samples.append(Sample("tiny", {"hr.png": encode_png(tiles[0][:12, :12])}, {"height": 12, "width": 12, "split": "train"}))
+    write_shard_set(path, samples, set_name="hr", shard_bytes=1 << 20)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hr_set(fixtures, tmp_path_factory) -> Path:
+    return _write_hr_set(tmp_path_factory.mktemp("hr") / "hr", _tiles(fixtures))
+
+
+def _run(hr_set: Path, out: Path, **cfg) -> dict:
+    return degrade_set(hr_set, out, cfg_of(shard_bytes=40_000, **cfg), seed=11, scale=4, progress=False)
+
+
+def _bytes_of(set_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(set_dir.iterdir()) if p.suffix in (".tar", ".parquet", ".csv")}
+
+
+@pytest.fixture(scope="module")
+def reference_runs(hr_set, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("lr_ref")
+    runs = {"w1b1": dict(workers=1, batch_size=1), "w2b7": dict(workers=2, batch_size=7),
+            "w1b32": dict(workers=1, batch_size=32)}
+    for name, kw in runs.items():
+        _run(hr_set, root / name, backend="reference", variants=2, **kw)
+    return {name: root / name for name in runs}
+
+
+def test_reference_bytes_do_not_depend_on_workers_or_batch_size(reference_runs):
+    sets = [_bytes_of(p) for p in reference_runs.values()]
+    assert len(sets[0]) >= 3 and any(n.endswith(".tar") for n in sets[0])
+    assert len([n for n in sets[0] if n.endswith(".tar")]) > 1  # several shards
+    assert sets[0] == sets[1] == sets[2]
+
+
+def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path):
+    pytest.importorskip("nvidia.dali")
+    outs = []
+    for batch in (1, 7, 32):
+        stats = _run(hr_set, tmp_path / f"b{batch}", backend="dali", batch_size=batch, workers=1)
+        assert stats["backend"] == "dali-cpu" and stats["samples"] == N_TILES and stats["skipped"] == 1
+        outs.append(_bytes_of(tmp_path / f"b{batch}"))
+    assert outs[0] == outs[1] == outs[2]
+    lr, same = replay_sample(tmp_path / "b7", "t03_v0")
+    assert same and lr.shape == (16, 16, 3)
+
+
+def test_lr_index_members_and_reports(reference_runs, hr_set):
+    out = reference_runs["w1b1"]
+    shards = ShardSet(out)
+    index = shards.index
+    hr_index = ShardSet(hr_set).index.set_index("key")
+    assert list(index["key"]) == sorted(f"t{i:02d}_v{v}" for i in range(N_TILES) for v in (0, 1))
+    for col in ("key", "shard", "sha256", "height", "width", "hr_key", "variant", "backend", "split", *BASE_COLUMNS):
+        assert col in index.columns, col
+    assert (index["height"] == 16).all() and (index["backend"] == "reference").all()
+    assert (index["split"] == hr_index.loc[index["hr_key"], "split"].to_numpy()).all()
+    assert shards.members_of("t01_v1") == ["json", "lr_png"]
+    meta = json.loads(shards.read("t01_v1")["json"])
+    assert meta["hr_key"] == "t01" and meta["variant"] == 1 and meta["backend"] == "reference"
+    recipe = Recipe.from_dict(meta["recipe"])
+    assert recipe == sample_recipe(cfg_of(), 11, "t01", 1, scale=4)
+    row = index.set_index("key").loc["t01_v1"]
+    assert row["blur1_kind"] == recipe.step("blur1").kind and row["resize1_scale"] == recipe.step("resize1").scale
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert list(skipped["key"]) == ["tiny_v0", "tiny_v1"]
+    assert skipped["reason"].str.contains("too small").all()
+    report = (out / "report.md").read_text()
+    assert "tiny_v0" in report and "recipe_histograms.png" in report
+    assert (out / "examples.png").stat().st_size > 0 and (out / "recipe_histograms.png").stat().st_size > 0
+
+
+def test_variants_differ_and_replay_reproduces_the_stored_sample(reference_runs, hr_set, tmp_path, fixtures):
+    out = reference_runs["w2b7"]
+    shards = ShardSet(out)
+    assert shards.read("t02_v0")["lr.png"] != shards.read("t02_v1")["lr.png"]
+    lr, same = replay_sample(out, "t02_v1")
+    assert same and np.array_equal(lr, decode_png(shards.read("t02_v1")["lr.png"]))
+    # another HR under the same key: replay reports the difference
+    other = _write_hr_set(tmp_path / "other", [np.ascontiguousarray(t[::-1]) for t in _tiles(fixtures)], tiny=False)
+    _, same = replay_sample(out, "t02_v1", hr_dir=other)
+    assert not same
+    with pytest.raises(KeyError, match="no sample with key 'nope'"):
+        replay_sample(out, "nope")
+
+
+def test_folder_input_stores_the_cropped_hr(fixtures, tmp_path):
+    src = tmp_path / "photos"
+    (src / "sub dir").mkdir(parents=True)
+    rgb = _tiles(fixtures)[0]
+    cv2.imwrite(str(src / "a.png"), cv2.resize(rgb, (66, 70))[:, :, ::-1])
+    cv2.imwrite(str(src / "sub dir" / "b.v2.jpg"), rgb[:, :, ::-1])
+    (src / "broken.png").write_bytes(b"not a png")
+    stats = degrade_set(src, tmp_path / "lr", cfg_of(backend="reference", workers=1), seed=0, scale=4, progress=False)
+    assert stats["samples"] == 2 and stats["skipped"] == 1
+    shards = ShardSet(tmp_path / "lr")
+    assert list(shards.index["key"]) == ["a_v0", "sub_dir_b_v2_v0"]
+    members = shards.read("a_v0")
+    hr, lr = decode_png(members["hr.png"]), decode_png(members["lr.png"])
+    assert hr.shape == (68, 64, 3) and lr.shape == (17, 16, 3)
+    assert "unreadable" in pd.read_csv(tmp_path / "lr" / "skipped.csv")["reason"][0]
+    assert folder_key(Path("x.y/z.png")) == "x_y_z"
+    assert replay_sample(tmp_path / "lr", "a_v0")[1]
+
+
+def test_bad_inputs(tmp_path, hr_set):
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        degrade_set(tmp_path / "missing", tmp_path / "o", cfg_of(), seed=0, scale=4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        degrade_set(tmp_path / "empty", tmp_path / "o", cfg_of(), seed=0, scale=4)
+    with pytest.raises(ValueError, match=r"scale: expected one of \[1, 2, 3, 4, 8\], got 6"):
+        degrade_set(hr_set, tmp_path / "o", cfg_of(), seed=0, scale=6)
+
+
+def test_stage_module_runs_from_params(hr_set, tmp_path, capsys, monkeypatch):
+    from stages.degrade import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "seed": 3, "scale": 4,
+        "paths": {"hr": str(hr_set), "lr": str(tmp_path / "data" / "lr")},
+        "degrade": {"variants": 1, "backend": "reference", "workers": 1, "examples": 1,
+                    "blur2": {"sigma_range": [0.3, 1.0]}},
+    }))
+    main(["--params", str(params)])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"degrade: {N_TILES} LR samples (realesrgan-x4plus, reference)") and "1 skipped" in line
+    index = ShardSet(tmp_path / "data" / "lr").index
+    assert len(index) == N_TILES and index["blur2_sigma_x"].dropna().between(0.3, 1.0).all()
+    assert not any(p.name.startswith(".lr.tmp") for p in (tmp_path / "data").iterdir())
+    params.write_text(yaml.safe_dump({"paths": {"hr": str(hr_set)}, "degrade": {"noise1": {"sigma_range": [5, 1]}}}))
+    with pytest.raises(ValueError, match=r"degrade\.noise1\.sigma_range: expected \[lo, hi\]"):
+        main(["--params", str(params)])
