@@ -13,21 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
-NORMS = ("batch", "instance", "none")
+from pipeline.models.unet import NORMS, norm_layers
 
 
 def _check_positive(arch: str, **values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{arch} {name} must be a positive int, got {value!r}")
-
-
-def _norm(norm: str, ch: int) -> list[nn.Module]:
-    if norm == "batch":
-        return [nn.BatchNorm2d(ch)]
-    if norm == "instance":
-        return [nn.InstanceNorm2d(ch)]
-    return []
 
 
 class UNetDiscriminatorSN(nn.Module):
@@ -178,7 +170,7 @@ class NLayerDiscriminator(nn.Module):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
             layers += [nn.Conv2d(num_feat * prev, num_feat * mult, 4, stride, 1, bias=bias),
-                       *_norm(norm, num_feat * mult), nn.LeakyReLU(0.2, True)]
+                       *norm_layers(norm, num_feat * mult), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(num_feat * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
 
@@ -221,7 +213,7 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(num_in_ch, num_feat, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for n in range(1, n_layers):
             layers += [nn.Conv2d(num_feat * 2 ** (n - 1), num_feat * 2**n, 4, 2, 1, bias=bias),
-                       *_norm(norm, num_feat * 2**n), nn.LeakyReLU(0.2, True)]
+                       *norm_layers(norm, num_feat * 2**n), nn.LeakyReLU(0.2, True)]
         layers += [nn.AdaptiveAvgPool2d(4), nn.Conv2d(num_feat * 2 ** (n_layers - 1), 1, 4, 1, 0)]
         self.model = nn.Sequential(*layers)
 

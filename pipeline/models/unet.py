@@ -21,7 +21,8 @@ from torch import Tensor, nn
 NORMS = ("batch", "instance", "none")
 
 
-def _norm(norm: str, ch: int) -> list[nn.Module]:
+def norm_layers(norm: str, ch: int) -> list[nn.Module]:
+    """The normalisation layer named `norm` for `ch` channels, as a list (empty for "none")."""
     if norm == "batch":
         return [nn.BatchNorm2d(ch)]
     if norm == "instance":
@@ -83,7 +84,7 @@ class UNetGenerator(nn.Module):
             layers.append(nn.Conv2d(num_in_ch if i == 0 else chs[i - 1], chs[i], 4, 2, 1,
                                     bias=bias or i == 0 or inner))
             if 0 < i and not inner:
-                layers += _norm(norm, chs[i])
+                layers += norm_layers(norm, chs[i])
             self.down.append(nn.Sequential(*layers))
         self.up = nn.ModuleList()
         for i in range(depth):
@@ -92,7 +93,7 @@ class UNetGenerator(nn.Module):
             out_ch = num_out_ch if outer else chs[i - 1]
             layers = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=bias or outer)]
             if not outer:
-                layers += _norm(norm, out_ch)
+                layers += norm_layers(norm, out_ch)
                 if use_dropout and not inner:
                     layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))

@@ -22,19 +22,19 @@ any moment leaves only whole checkpoints.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import random
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from pipeline.io.atomic import atomic_write
 
 CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
 # Keys that change how a run is operated or reported, not what it computes: changing them resumes.
@@ -131,19 +131,8 @@ def save_checkpoint(ckpt_dir: Path, step: int, state: Mapping[str, Any], keep_la
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, `os.replace`; a crash leaves no partial `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """torch.save through `atomic_write`: a crash leaves no partial `path`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_latest(ckpt_dir: Path) -> tuple[dict[str, Any] | None, str]:
