@@ -70,18 +70,23 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, the
     return _normalise(np.exp(-0.5 * _quadratic_form(size, sigma_x, sigma_y, theta)))
 
 
+def _shaped_form(size: int, sigma_x: float, sigma_y: float | None, theta: float, beta: float) -> np.ndarray:
+    """(d²)^β on the kernel grid, after validating size, sigmas and β (shared by the β families)."""
+    _check_size(size)
+    sigma_y = sigma_x if sigma_y is None else sigma_y
+    _check_sigmas(sigma_x, sigma_y)
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    return np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta)
+
+
 def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0,
                                 beta: float = 1.0) -> np.ndarray:
     """Generalized Gaussian exp(-(d²)^β / 2): β < 1 peaky with heavy tails, β > 1 flat-topped.
 
     Raises ValueError on an even size, sigma <= 0 or beta <= 0.
     """
-    _check_size(size)
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    _check_sigmas(sigma_x, sigma_y)
-    if not beta > 0:
-        raise ValueError(f"beta must be positive, got {beta}")
-    return _normalise(np.exp(-0.5 * np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta)))
+    return _normalise(np.exp(-0.5 * _shaped_form(size, sigma_x, sigma_y, theta, beta)))
 
 
 def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0,
@@ -90,12 +95,7 @@ def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None = None, thet
 
     Raises ValueError on an even size, sigma <= 0 or beta <= 0.
     """
-    _check_size(size)
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    _check_sigmas(sigma_x, sigma_y)
-    if not beta > 0:
-        raise ValueError(f"beta must be positive, got {beta}")
-    return _normalise(1.0 / (np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta) + 1.0))
+    return _normalise(1.0 / (_shaped_form(size, sigma_x, sigma_y, theta, beta) + 1.0))
 
 
 def sinc_kernel(size: int, omega: float) -> np.ndarray:
