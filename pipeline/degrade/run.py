@@ -9,8 +9,6 @@ depend on `workers` or `batch_size`.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ import pandas as pd
 
 from pipeline.io.images import ImageError, decode_image, decode_png, encode_png
 from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, write_shard_set
+from pipeline.parallel import resolve_workers, worker_pool
 
 from .config import DegradeConfig, Settings, check_scale
 from .recipe import Recipe, padded_kernels, recipe_columns, sample_recipe
@@ -201,8 +200,8 @@ def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size:
         finally:
             cv2.setNumThreads(threads)
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(ctx,)) as pool:
-        for results in pool.imap(_run_reference, tasks):
+    with worker_pool(workers, initializer=_init_worker, initargs=(ctx,)) as pmap:
+        for results in pmap(_run_reference, tasks):
             yield from results
 
 
@@ -276,7 +275,7 @@ def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: i
     ctx = _Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.preset))
     jobs = sorted((Job(k, v) for k in source.keys for v in range(cfg.variants)),
                   key=lambda j: output_key(j.hr_key, j.variant))
-    workers = cfg.workers or os.cpu_count() or 1
+    workers = resolve_workers(cfg.workers)
     if ctx.backend == "reference":
         results = _results_reference(ctx, jobs, workers, cfg.batch_size)
     else:
