@@ -1,6 +1,7 @@
 """Throughput of the degradation engine: HR 256 px tiles → x4 LR with the full realesrgan-x4plus recipe.
 
     .venv/bin/python bench/degrade.py [--tiles 512] [--workers 2] [--no-dali]
+    python bench/degrade.py --gpu [--tiles 4096] [--workers 16]       # on a GPU machine
 
 Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe → PNG encode):
   reference, 1 process     apply_recipe in this process, OpenCV on one thread
@@ -8,6 +9,10 @@ Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe �
                            workers, shard + index write (report excluded; pool start-up included)
   dali cpu                 DaliDegrader(device=cpu), batches of 32, decode/encode in this process
   dali gpu                 the same on the GPU, when CUDA is visible
+With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
+  dali gpu graph, batch B  the graph alone: inputs prepared beforehand, feed + run + copy back
+  dali inputs, N threads   recipe → graph inputs (kernels, sizes, noise fields) for one batch
+  auto (dali-gpu)          degrade_set end to end on a shard set, like the stage
 and a floor: each op of one typical recipe done once with OpenCV on one tile.
 """
 from __future__ import annotations
@@ -62,13 +67,13 @@ def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
     return len(tiles) / (time.perf_counter() - start)
 
 
-def bench_auto(tiles: list[bytes], workers: int) -> tuple[float, str]:
+def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: str = "auto") -> tuple[float, str]:
     from pipeline.degrade.run import degrade_set
     with tempfile.TemporaryDirectory() as tmp:
         hr = Path(tmp) / "hr"
         write_shard_set(hr, (Sample(f"t{i:06d}", {"hr.png": t}, {"height": TILE, "width": TILE})
                              for i, t in enumerate(tiles)), set_name="hr")
-        cfg = build(DegradeConfig, {"backend": "auto", "workers": workers, "examples": 0}, "degrade")
+        cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0}, "degrade")
         stats = degrade_set(hr, Path(tmp) / "lr", cfg, seed=SEED, scale=4, progress=False)
     return stats["samples"] / stats["seconds"], stats["backend"]
 
@@ -85,6 +90,42 @@ def bench_dali(tiles: list[bytes], cfg: DegradeConfig, device: str, threads: int
         for lr in degrader.run(hrs, recipes[b:b + 32]):
             encode_png(lr)
     return len(tiles) / (time.perf_counter() - start)
+
+
+def bench_dali_gpu_graph(tiles: list[bytes], cfg: DegradeConfig, batch: int, threads: int) -> tuple[float, float]:
+    """(tiles/s of the GPU graph alone, tiles/s of input preparation on `threads` threads)."""
+    from pipeline.degrade.dali_backend import DaliDegrader
+    degrader = DaliDegrader(batch, "gpu", threads)
+    settings = cfg.settings
+    hrs = [decode_png(t) for t in tiles]
+    recipes = [sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4) for i in range(len(tiles))]
+    degrader.run(hrs[:batch], recipes[:batch])  # warm-up: allocations, CUDA kernels
+    start = time.perf_counter()
+    inputs = [degrader.prepare(hrs[b:b + batch], recipes[b:b + batch]) for b in range(0, len(hrs), batch)]
+    prep = len(tiles) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for batch_inputs in inputs:
+        degrader.run_prepared(batch_inputs)
+    return len(tiles) / (time.perf_counter() - start), prep
+
+
+def gpu_rows(tiles: list[bytes], cfg: DegradeConfig, workers: int) -> None:
+    """Print the --gpu table, row by row as each is measured."""
+    print("\n| path | tiles/s |\n|---|---|", flush=True)
+
+    def row(name: str, rate: float) -> None:
+        print(f"| {name} | {rate:.1f} |", flush=True)
+
+    row("reference, 1 process (256 tiles)", bench_reference(tiles[:256], cfg))
+    auto, backend = bench_auto(tiles, workers, 32, "reference")
+    row(f"{backend}, {workers} worker processes, shard set in/out", auto)
+    for batch in (32, 128, 256):
+        graph, prep = bench_dali_gpu_graph(tiles, cfg, batch, workers)
+        row(f"dali gpu graph only, batch {batch}", graph)
+        row(f"dali inputs prepared, {workers} threads, batch {batch}", prep)
+    for batch in (32, 128, 256):
+        auto, backend = bench_auto(tiles, workers, batch)
+        row(f"auto ({backend}), {workers} threads, batch {batch}, shard set in/out", auto)
 
 
 def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
@@ -124,11 +165,15 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-dali", action="store_true")
+    ap.add_argument("--gpu", action="store_true", help="the GPU rows (needs CUDA and DALI)")
     args = ap.parse_args()
     cfg = build(DegradeConfig, {}, "degrade")
     tiles = make_tiles(args.tiles)
     print(f"{args.tiles} HR {TILE} px tiles -> x4 LR, preset realesrgan-x4plus, cores {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.gpu:
+        gpu_rows(tiles, cfg, args.workers)
+        return
     rows = [("reference, 1 process", bench_reference(tiles, cfg))]
     auto, backend = bench_auto(tiles, args.workers)
     rows.append((f"auto ({backend}), {args.workers} workers, shard set in/out", auto))

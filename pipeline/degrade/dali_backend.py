@@ -222,7 +222,9 @@ class DaliDegrader:
     """A built degradation graph for batches of up to `batch_size` samples.
 
     device: `cpu`, `gpu` or `auto` (GPU when `cuda_visible()`). Build it in the process that uses
-    it: DALI must not be started before a fork.
+    it: DALI must not be started before a fork. `num_threads` serves both DALI's CPU operators and
+    the preparation of per-sample inputs (`prepare`: recipe → arrays and noise fields; NumPy
+    releases the GIL while it fills the fields).
     """
 
     def __init__(self, batch_size: int = 32, device: str = "auto", num_threads: int | None = None) -> None:
@@ -232,17 +234,20 @@ class DaliDegrader:
             raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         self.gpu = cuda_visible() if device == "auto" else device == "gpu"
         self.batch_size = batch_size
-        self._pipe = _build_pipeline(batch_size, self.gpu, num_threads or os.cpu_count() or 1)
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self._pool = None
+        self._pipe = _build_pipeline(batch_size, self.gpu, self.num_threads)
 
     @property
     def device(self) -> str:
         return "gpu" if self.gpu else "cpu"
 
-    def run(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[np.ndarray]:
-        """Degrade HR tiles ((H, W, 3) uint8 RGB) with their recipes → LR tiles, same order.
+    def prepare(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[dict[str, np.ndarray]]:
+        """The graph's inputs for each sample (thread-safe; may run ahead of `run_prepared`).
 
-        Raises ValueError on mismatched lengths, more samples than `batch_size`, a recipe the graph
-        cannot run, and TooSmallError for a tile smaller than its recipe needs.
+        Raises ValueError on mismatched lengths, more samples than `batch_size`, non-RGB uint8
+        tiles or a recipe the graph cannot run, and TooSmallError for a tile smaller than its
+        recipe needs.
         """
         if len(hrs) != len(recipes):
             raise ValueError(f"got {len(hrs)} images but {len(recipes)} recipes")
@@ -251,13 +256,26 @@ class DaliDegrader:
         for hr in hrs:
             if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
                 raise ValueError(f"hr must be (H, W, 3) uint8 RGB, got {hr.shape} {hr.dtype}")
-        samples = [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
+        if self.num_threads <= 1 or len(hrs) == 1:
+            return [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="dali-inputs")
+        return list(self._pool.map(_sample_inputs, hrs, recipes))
+
+    def run_prepared(self, samples: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Run the graph on inputs from `prepare` → LR tiles ((h, w, 3) uint8 RGB), same order."""
         for name in INPUT_NAMES:
             self._pipe.feed_input(name, [s[name] for s in samples])
         (out,) = self._pipe.run()
         if self.gpu:
             out = out.as_cpu()
         return [np.array(out[i]) for i in range(len(samples))]
+
+    def run(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[np.ndarray]:
+        """Degrade HR tiles ((H, W, 3) uint8 RGB) with their recipes → LR tiles, same order.
+        Errors: see `prepare`."""
+        return self.run_prepared(self.prepare(hrs, recipes))
 
 
 _CACHE: dict[tuple[int, str], DaliDegrader] = {}

@@ -206,27 +206,33 @@ def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size:
 
 
 def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int) -> Iterator[Result]:
-    """One DALI graph in this process; PNG decode/encode (OpenCV, GIL released) on `threads` threads."""
+    """One DALI graph in this process. While it runs a batch, the next batch is decoded and its
+    graph inputs (kernels, sizes, noise fields) are prepared on `threads` threads (OpenCV and
+    NumPy release the GIL); PNG encode runs on the same threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .dali_backend import DaliDegrader
     degrader = DaliDegrader(batch_size, "gpu" if ctx.backend == "dali-gpu" else "cpu", threads)
     shards = ShardSet(ctx.source.path) if ctx.source.is_set else None
     tasks = _tasks(jobs, batch_size)
-    with ThreadPoolExecutor(threads) as pool:
-        def prepare(task: list[Job]) -> list[tuple[Result, np.ndarray | None]]:
+    with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(1) as ahead:
+        def prepare(task: list[Job]):
             # split by HR key so each thread decodes whole groups (variants share one decode)
             groups: dict[str, list[Job]] = {}
             for job in task:
                 groups.setdefault(job.hr_key, []).append(job)
             parts = pool.map(lambda g: _prepare(ctx, g, shards), groups.values())
             by_key = {res.key: (res, hr) for part in parts for res, hr in part}
-            return [by_key[output_key(j.hr_key, j.variant)] for j in task]
-
-        for task in tasks:
-            prepared = prepare(task)
+            prepared = [by_key[output_key(j.hr_key, j.variant)] for j in task]
             todo = [(res, hr) for res, hr in prepared if hr is not None]
-            lrs = degrader.run([hr for _, hr in todo], [res.recipe for res, _ in todo]) if todo else []
+            inputs = degrader.prepare([hr for _, hr in todo], [res.recipe for res, _ in todo]) if todo else []
+            return prepared, todo, inputs
+
+        upcoming = ahead.submit(prepare, tasks[0]) if tasks else None
+        for i in range(len(tasks)):
+            prepared, todo, inputs = upcoming.result()
+            upcoming = ahead.submit(prepare, tasks[i + 1]) if i + 1 < len(tasks) else None
+            lrs = degrader.run_prepared(inputs) if todo else []
             list(pool.map(lambda item: _finish(ctx, item[0][0], item[0][1], item[1]), zip(todo, lrs)))
             yield from (res for res, _ in prepared)
 
