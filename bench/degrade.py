@@ -12,7 +12,8 @@ Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe �
 With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
   dali gpu graph, batch B  the graph alone: inputs prepared beforehand, feed + run + copy back
   dali inputs, N threads   recipe → graph inputs (kernels, sizes, noise fields) for one batch
-  auto (dali-gpu)          degrade_set end to end on a shard set, like the stage
+  auto (dali-gpu)          degrade_set end to end on a shard set, like the stage, with one graph
+                           in this process or one per GPU_CORES_PER_PROCESS cores in spawned ones
 and a floor: each op of one typical recipe done once with OpenCV on one tile.
 """
 from __future__ import annotations
@@ -123,9 +124,13 @@ def gpu_rows(tiles: list[bytes], cfg: DegradeConfig, workers: int) -> None:
         graph, prep = bench_dali_gpu_graph(tiles, cfg, batch, workers)
         row(f"dali gpu graph only, batch {batch}", graph)
         row(f"dali inputs prepared, {workers} threads, batch {batch}", prep)
-    for batch in (32, 128, 256):
+    from pipeline.degrade import run
+    for per_process, batch in ((workers, 256), (4, 64), (4, 128), (2, 64)):
+        run.GPU_CORES_PER_PROCESS = per_process
         auto, backend = bench_auto(tiles, workers, batch)
-        row(f"auto ({backend}), {workers} threads, batch {batch}, shard set in/out", auto)
+        graphs = max(1, workers // per_process)
+        row(f"auto ({backend}), {graphs} graph process(es) x {workers // graphs} threads, batch {batch}, "
+            f"shard set in/out", auto)
 
 
 def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:

@@ -84,6 +84,22 @@ def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path):
     assert same and lr.shape == (16, 16, 3)
 
 
+@pytest.mark.gpu
+def test_dali_gpu_bytes_do_not_depend_on_batch_size_or_graph_processes(hr_set, tmp_path, monkeypatch):
+    from pipeline.degrade import run
+    runs = {"b1": dict(batch_size=1, workers=1), "b7": dict(batch_size=7, workers=2),
+            "b32x2": dict(batch_size=3, workers=4)}
+    outs = []
+    for name, kw in runs.items():
+        monkeypatch.setattr(run, "GPU_CORES_PER_PROCESS", 2 if name == "b32x2" else 64)  # b32x2: 2 processes
+        stats = _run(hr_set, tmp_path / name, backend="dali", **kw)
+        assert stats["backend"] == "dali-gpu" and stats["samples"] == N_TILES
+        outs.append(_bytes_of(tmp_path / name))
+    assert outs[0] == outs[1] == outs[2]
+    lr, same = replay_sample(tmp_path / "b7", "t03_v0")
+    assert same and lr.shape == (16, 16, 3)
+
+
 def test_lr_index_members_and_reports(reference_runs, hr_set):
     out = reference_runs["w1b1"]
     shards = ShardSet(out)

@@ -205,36 +205,74 @@ def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size:
             yield from results
 
 
-def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int) -> Iterator[Result]:
-    """One DALI graph in this process. While it runs a batch, the next batch is decoded and its
-    graph inputs (kernels, sizes, noise fields) are prepared on `threads` threads (OpenCV and
-    NumPy release the GIL); PNG encode runs on the same threads."""
+# The GPU graph alone runs ~1,300 tiles/s on an H100, but the per-sample Python around it (recipe
+# sampling, its JSON, shard I/O) holds the GIL: one process tops out near 180 tiles/s. So the GPU
+# path runs one graph per this many cores, each in its own spawned process (bench/README.md).
+GPU_CORES_PER_PROCESS = 4
+
+
+def _prepare_batch(ctx: _Context, task: list[Job], shards: ShardSet | None, pool, degrader):
+    """Decode a batch (whole HR groups per thread: variants share one decode), draw its recipes
+    and build the graph's inputs. Returns (prepared, todo, inputs)."""
+    groups: dict[str, list[Job]] = {}
+    for job in task:
+        groups.setdefault(job.hr_key, []).append(job)
+    parts = pool.map(lambda g: _prepare(ctx, g, shards), groups.values())
+    by_key = {res.key: (res, hr) for part in parts for res, hr in part}
+    prepared = [by_key[output_key(j.hr_key, j.variant)] for j in task]
+    todo = [(res, hr) for res, hr in prepared if hr is not None]
+    inputs = degrader.prepare([hr for _, hr in todo], [res.recipe for res, _ in todo]) if todo else []
+    return prepared, todo, inputs
+
+
+def _finish_batch(ctx: _Context, prepared, todo, lrs, pool) -> list[Result]:
+    list(pool.map(lambda item: _finish(ctx, item[0][0], item[0][1], item[1]), zip(todo, lrs)))
+    return [res for res, _ in prepared]
+
+
+def _init_dali_worker(ctx: _Context, batch_size: int, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from .dali_backend import DaliDegrader
+    _init_worker(ctx)
+    _WORKER["dali"] = DaliDegrader(batch_size, "gpu" if ctx.backend == "dali-gpu" else "cpu", threads)
+    _WORKER["threads"] = ThreadPoolExecutor(threads)
+
+
+def _run_dali(task: list[Job]) -> list[Result]:
+    ctx, pool, degrader = _WORKER["ctx"], _WORKER["threads"], _WORKER["dali"]
+    prepared, todo, inputs = _prepare_batch(ctx, task, _WORKER["shards"], pool, degrader)
+    lrs = degrader.run_prepared(inputs) if todo else []
+    return _finish_batch(ctx, prepared, todo, lrs, pool)
+
+
+def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int) -> Iterator[Result]:
+    """DALI graphs over batches of jobs. On the CPU: one graph in this process, on `threads`
+    threads, the next batch decoded and prepared while the graph runs the current one. On the GPU:
+    one graph per GPU_CORES_PER_PROCESS cores, each in a spawned process (DALI never starts in this
+    one, so nothing forks after it), results in job order. A sample's output depends only on its
+    HR and recipe, never on which graph or batch ran it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = _tasks(jobs, batch_size)
+    processes = min(len(tasks), threads // GPU_CORES_PER_PROCESS) if ctx.backend == "dali-gpu" else 1
+    if processes > 1:
+        per = max(1, threads // processes)
+        with worker_pool(processes, initializer=_init_dali_worker, initargs=(ctx, batch_size, per)) as pmap:
+            for results in pmap(_run_dali, tasks):
+                yield from results
+        return
+    from .dali_backend import DaliDegrader
     degrader = DaliDegrader(batch_size, "gpu" if ctx.backend == "dali-gpu" else "cpu", threads)
     shards = ShardSet(ctx.source.path) if ctx.source.is_set else None
-    tasks = _tasks(jobs, batch_size)
     with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(1) as ahead:
-        def prepare(task: list[Job]):
-            # split by HR key so each thread decodes whole groups (variants share one decode)
-            groups: dict[str, list[Job]] = {}
-            for job in task:
-                groups.setdefault(job.hr_key, []).append(job)
-            parts = pool.map(lambda g: _prepare(ctx, g, shards), groups.values())
-            by_key = {res.key: (res, hr) for part in parts for res, hr in part}
-            prepared = [by_key[output_key(j.hr_key, j.variant)] for j in task]
-            todo = [(res, hr) for res, hr in prepared if hr is not None]
-            inputs = degrader.prepare([hr for _, hr in todo], [res.recipe for res, _ in todo]) if todo else []
-            return prepared, todo, inputs
-
-        upcoming = ahead.submit(prepare, tasks[0]) if tasks else None
+        upcoming = ahead.submit(_prepare_batch, ctx, tasks[0], shards, pool, degrader) if tasks else None
         for i in range(len(tasks)):
             prepared, todo, inputs = upcoming.result()
-            upcoming = ahead.submit(prepare, tasks[i + 1]) if i + 1 < len(tasks) else None
+            if i + 1 < len(tasks):
+                upcoming = ahead.submit(_prepare_batch, ctx, tasks[i + 1], shards, pool, degrader)
             lrs = degrader.run_prepared(inputs) if todo else []
-            list(pool.map(lambda item: _finish(ctx, item[0][0], item[0][1], item[1]), zip(todo, lrs)))
-            yield from (res for res, _ in prepared)
+            yield from _finish_batch(ctx, prepared, todo, lrs, pool)
 
 
 # ---- the set ------------------------------------------------------------------------------------
