@@ -11,7 +11,8 @@ Numerics (shared by every backend):
 - resizes are `cv2.resize` to (int(base_h·scale), int(base_w·scale)), base the current size or the
   LR size (H/s, W/s); `area` = INTER_AREA, `bilinear` = INTER_LINEAR, `bicubic` = INTER_CUBIC (a = -0.75,
   like torch's bicubic; neither antialiases, like Real-ESRGAN's F.interpolate);
-- noise fields come from `standard_normal(step.seed, shape)`, so DALI can regenerate them exactly.
+- noise fields come from `standard_normal(step.seed, shape)`, so DALI can regenerate them exactly;
+- the USM is computed in place and its 0/1 mask blurred as uint8: the same bits as the float formula.
 """
 from __future__ import annotations
 
@@ -89,15 +90,28 @@ def usm_sigma(size: int) -> float:
 def unsharp_mask(img: np.ndarray, size: int = 51, weight: float = 0.5, threshold: float = 10.0) -> np.ndarray:
     """Real-ESRGAN's USMSharp: sharpen where |img - blur| > threshold/255, feathered by the same blur.
 
+    residual = img - G(img); mask = |residual|·255 > threshold; soft = G(mask);
+    out = img + soft·(clip(img + weight·residual, 0, 1) - img), G the `size` px Gaussian, σ = usm_sigma.
+    Computed in place and with the 0/1 mask blurred as uint8 into float32 (the same sums, ~1.5x
+    faster than a float mask): equal bit for bit to the formula above.
+
     img: (H, W, C) float32. Returns (H, W, C) float32 in [0, 1] when img is.
     """
     sigma = usm_sigma(size)
-    blur = cv2.GaussianBlur(img, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
-    residual = img - blur
-    mask = (np.abs(residual) * np.float32(255.0) > np.float32(threshold)).astype(np.float32)
-    soft = cv2.GaussianBlur(mask, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
-    sharp = np.clip(img + np.float32(weight) * residual, 0.0, 1.0)
-    return img + soft * (sharp - img)
+    residual = cv2.GaussianBlur(img, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
+    np.subtract(img, residual, out=residual)
+    mask = np.abs(residual)
+    mask *= np.float32(255.0)
+    mask = np.greater(mask, np.float32(threshold)).view(np.uint8)
+    gauss = cv2.getGaussianKernel(size, sigma, cv2.CV_32F)
+    soft = cv2.sepFilter2D(mask, cv2.CV_32F, gauss, gauss, borderType=cv2.BORDER_REFLECT_101)
+    out = np.multiply(residual, np.float32(weight), out=residual)
+    out += img
+    np.clip(out, 0.0, 1.0, out=out)  # the sharpened image
+    out -= img
+    out *= soft
+    out += img
+    return out
 
 
 def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
