@@ -14,7 +14,8 @@ With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
   dali inputs, N threads   recipe → graph inputs (kernels, sizes, noise fields) for one batch
   auto (dali-gpu)          degrade_set end to end on a shard set, like the stage, with one graph
                            in this process or one per GPU_CORES_PER_PROCESS cores in spawned ones
-and a floor: each op of one typical recipe done once with OpenCV on one tile.
+and a floor: each op of one typical recipe done once with OpenCV on one tile (indented rows: the
+op's parts, or how it was done before, for comparison).
 """
 from __future__ import annotations
 
@@ -133,6 +134,15 @@ def gpu_rows(tiles: list[bytes], cfg: DegradeConfig, workers: int) -> None:
             f"shard set in/out", auto)
 
 
+def usm_float_mask(x: np.ndarray) -> np.ndarray:
+    """The USM as first written (float mask, a new array per step), for the op table."""
+    blur = cv2.GaussianBlur(x, (51, 51), ref.usm_sigma(51), borderType=cv2.BORDER_REFLECT_101)
+    residual = x - blur
+    mask = (np.abs(residual) * np.float32(255.0) > np.float32(10.0)).astype(np.float32)
+    soft = cv2.GaussianBlur(mask, (51, 51), ref.usm_sigma(51), borderType=cv2.BORDER_REFLECT_101)
+    return x + soft * (np.clip(x + np.float32(0.5) * residual, 0.0, 1.0) - x)
+
+
 def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
     """Milliseconds per op on one 256 px tile (best of `reps`), OpenCV on one thread."""
     cv2.setNumThreads(1)
@@ -140,15 +150,22 @@ def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
     x = ref.to_float(hr)
     small = cv2.resize(x, (180, 180), interpolation=cv2.INTER_AREA)  # a typical stage-1 size
     lr = cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA)
+    small_q = ref.quantize(small)
+    vals = ref.poisson_levels(small_q)
+    ref.poisson_counts(small_q, vals, 0)  # builds the per-process tables
     ops = {
         "png decode 256": lambda: decode_png(tile),
         "usm (2x 51 px Gaussian)": lambda: ref.unsharp_mask(x),
+        "  usm, float mask, not in place (before)": lambda: usm_float_mask(x),
         "blur1 iso 13 px (separable)": lambda: ref.blur(x, gaussian_kernel(13, 1.5)),
         "blur1 aniso 13 px (filter2D)": lambda: ref.blur(x, gaussian_kernel(13, 2.0, 1.0, 0.5)),
         "blur1 sinc 21 px (filter2D)": lambda: ref.blur(x, sinc_kernel(21, 1.5)),
         "resize1 256→180 area": lambda: ref.resize(x, (180, 180), "area"),
         "noise1 gaussian 180": lambda: ref.add_gaussian_noise(small, 10.0, False, 1),
         "noise1 poisson 180": lambda: ref.add_poisson_noise(small, 1.0, False, 1),
+        "  poisson counts 180, guide-table inversion": lambda: ref.poisson_counts(small_q, vals, 1),
+        "  poisson counts 180, Generator.poisson (before)": lambda: np.random.default_rng(1).poisson(
+            small_q * (vals / 255.0)),
         "jpeg1 180": lambda: ref.jpeg(small, 60),
         "stage 2 + final at 64 px (blur, resize, noise, jpeg)": lambda: ref.jpeg(ref.add_gaussian_noise(
             ref.resize(ref.blur(lr, gaussian_kernel(9, 1.0)), (64, 64), "bicubic"), 5.0, False, 2), 60),
