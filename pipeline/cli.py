@@ -1,6 +1,7 @@
 """The `realsynth` command: the pipeline's library functions, outside DVC.
 
-    realsynth ingest IN... OUT [--min-side N] [--crop C --step S] [--val-fraction F] [--seed N]
+    realsynth ingest IN... OUT [--min-side N] [--crop C --step S] [--max-tiles-per-photo N]
+                              [--val-fraction F] [--seed N]
     realsynth degrade IN OUT [--preset P] [--scale S] [--variants K] [--seed N] [--backend B] ...
     realsynth recipes OUT [--preset P] [--n N] [--seed S]
     realsynth inspect SET [--grid N]
@@ -21,11 +22,12 @@ from pipeline.params import ParamsError
 
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.config import IngestConfig
-    from pipeline.ingest import ingest
+    from pipeline.ingest import cap_summary, ingest
     from pipeline.io.atomic import atomic_dir
     from pipeline.params import build
 
     overrides = {k: v for k, v in dict(min_side=args.min_side, crop=args.crop, step=args.step,
+                                        max_tiles_per_photo=args.max_tiles_per_photo,
                                         val_fraction=args.val_fraction, workers=args.workers,
                                         alpha=args.alpha).items() if v is not None}
     if args.scales:
@@ -35,7 +37,7 @@ def _ingest(args: argparse.Namespace) -> int:
         stats = ingest(cfg.sources, tmp, cfg, seed=args.seed, scale=args.scale)
     print(f"{stats.accepted}/{stats.candidates} photos -> {stats.tiles} tiles (train {stats.train_tiles}, "
           f"val {stats.val_tiles}) in {stats.shards} shards -> {args.out}; {stats.rejected} rejected "
-          f"(see {Path(args.out) / 'rejects.csv'})")
+          f"(see {Path(args.out) / 'rejects.csv'}){cap_summary(stats)}")
     return 0
 
 
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int)
     p.add_argument("--step", type=int)
     p.add_argument("--scales", help="comma-separated multiscale variants, e.g. 1,0.75,0.5")
+    p.add_argument("--max-tiles-per-photo", type=int, metavar="N",
+                   help="keep a seeded subset of at most N tiles per photo, all scales together (0: no cap)")
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--alpha", choices=["composite", "reject"])
     p.add_argument("--workers", type=int)

@@ -47,6 +47,8 @@ class IngestConfig:
     step: int = 200                         # tile stride (px)
     thresh: int = 0                         # extra edge tile when the leftover exceeds this (px)
     min_std: float = 0.0                    # drop tiles whose gray std is below this (0 disables)
+    max_tiles_per_photo: int = 0            # keep at most this many tiles per photo, all scales together,
+                                            # a seeded subset of those past min_std (0 = no cap)
     val_fraction: float = 0.2               # share of source photos held out for validation
     shard_bytes: int = 256 << 20            # target tar shard size
     workers: int = 0                        # decode/tile processes (0 = all cores)
@@ -66,6 +68,7 @@ class IngestConfig:
         check_range(f"{where}.step", self.step, lo=1)
         check_range(f"{where}.thresh", self.thresh, lo=0)
         check_range(f"{where}.min_std", self.min_std, lo=0.0)
+        check_range(f"{where}.max_tiles_per_photo", self.max_tiles_per_photo, lo=0)
         check_range(f"{where}.val_fraction", self.val_fraction, lo=0.0, hi=1.0, hi_open=True)
         check_range(f"{where}.shard_bytes", self.shard_bytes, lo=1)
         check_range(f"{where}.workers", self.workers, lo=0)

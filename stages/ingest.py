@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.ingest import ingest
+from pipeline.ingest import cap_summary, ingest
 from pipeline.io.atomic import atomic_dir
 from stages import run_stage
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
         stats = ingest(cfg.ingest.sources, tmp, cfg.ingest, seed=cfg.seed, scale=cfg.scale)
     print(f"ingest: {stats.accepted}/{stats.candidates} photos -> {stats.tiles} tiles "
           f"(train {stats.train_tiles}, val {stats.val_tiles}) in {stats.shards} shards -> {cfg.paths.hr}; "
-          f"{stats.rejected} rejected (see {cfg.paths.hr}/rejects.csv)")
+          f"{stats.rejected} rejected (see {cfg.paths.hr}/rejects.csv){cap_summary(stats)}")
 
 
 if __name__ == "__main__":

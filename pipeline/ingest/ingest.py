@@ -3,6 +3,10 @@
 Two passes over the photos, both parallel: the first decodes each one fully to validate it (so the
 train/val split can be drawn over the photos that are actually usable), the second tiles the
 accepted ones and encodes the tiles, streaming them into the shard writer in sorted key order.
+
+`max_tiles_per_photo` caps what one photo contributes: counted over all its scale variants, after
+the flat-tile filter, and applied as a subset drawn from `(seed, photo content hash)` alone, so the
+choice does not depend on paths, listing order or worker count. Kept tiles stay in key order.
 """
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ class IngestStats:
     train_tiles: int
     val_tiles: int
     shards: int
+    capped: tuple[tuple[str, int], ...] = ()  # (photo, tiles dropped by max_tiles_per_photo), photos that lost any
+
+    @property
+    def capped_tiles(self) -> int:
+        """Tiles dropped by `max_tiles_per_photo`, over all photos."""
+        return sum(n for _, n in self.capped)
 
 
 @dataclass(frozen=True)
@@ -89,17 +99,35 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
 
         val = val_sources([p.sha256 for p in accepted], cfg.val_fraction, seed)
         accepted.sort(key=lambda p: p.prefix)  # tiles of one photo are contiguous in key order
-        jobs = [(p, cfg, scale, "val" if p.sha256 in val else "train") for p in accepted]
-        batches = pmap(_tile_photo, jobs, desc="ingest: tile")
-        samples = (s for batch in batches for s in batch)
-        index = write_shard_set(out, samples, set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
+        jobs = [(p, cfg, scale, "val" if p.sha256 in val else "train", seed) for p in accepted]
+        dropped: dict[str, int] = {}  # photo label -> tiles the cap dropped, filled as the batches stream
+
+        def samples():
+            for photo, (batch, n_dropped) in zip(accepted, pmap(_tile_photo, jobs, desc="ingest: tile")):
+                dropped[photo.label] = n_dropped
+                yield from batch
+
+        index = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
     if index.empty:
         raise ValueError("ingest: every tile was dropped (is ingest.min_std too high?)")
 
-    _write_report(out, index, rejects, len(paths))
+    _write_report(out, index, rejects, len(paths), dropped if cfg.max_tiles_per_photo else None,
+                  cfg.max_tiles_per_photo)
     return IngestStats(candidates=len(paths), accepted=len(accepted), rejected=len(rejects), tiles=len(index),
                        train_tiles=int((index["split"] == "train").sum()), val_tiles=int((index["split"] == "val").sum()),
-                       shards=int(index["shard"].nunique()))
+                       shards=int(index["shard"].nunique()),
+                       capped=tuple(sorted((label, n) for label, n in dropped.items() if n)))
+
+
+def cap_summary(stats: IngestStats, shown: int = 3) -> str:
+    """`; the tile cap dropped 57 tiles from 2 photos (retina.jpg 33, hubble.jpg 24)`, or '' when it dropped none."""
+    if not stats.capped:
+        return ""
+    worst = sorted(stats.capped, key=lambda c: (-c[1], c[0]))
+    names = ", ".join(f"{Path(label.removeprefix('sample:')).name} {n}" for label, n in worst[:shown])
+    more = f", +{len(worst) - shown} more" if len(worst) > shown else ""
+    return (f"; the tile cap dropped {stats.capped_tiles} tiles from {len(worst)} "
+            f"photo{'' if len(worst) == 1 else 's'} ({names}{more})")
 
 
 def val_sources(hashes: list[str], fraction: float, seed: int) -> set[str]:
@@ -128,23 +156,36 @@ def _check_photo(job: tuple[Path, IngestConfig]) -> str | None:
     return None
 
 
-def _tile_photo(job: tuple[_Photo, IngestConfig, int, str]) -> list[Sample]:
-    photo, cfg, scale, split = job
+def _tile_photo(job: tuple[_Photo, IngestConfig, int, str, int]) -> tuple[list[Sample], int]:
+    """The photo's encoded tiles in key order, and how many tiles `max_tiles_per_photo` dropped."""
+    photo, cfg, scale, split, seed = job
     img = _decode(photo.path, cfg)
-    samples = []
+    found = []  # (key, scale, y, x, tile): every tile that passes the flat filter, before the cap
     for s in cfg.scales:
         scaled = rescale(img, s)
         if min(scaled.shape[:2]) < scale:
             continue
         for y, x, tile in tiles(scaled, cfg.crop, cfg.step, cfg.thresh):
-            if is_flat(tile, cfg.min_std):
-                continue
-            key = f"{photo.prefix}_s{round(s * 1000):04d}_y{y:05d}_x{x:05d}"
-            meta = {"source": photo.label, "source_sha256": photo.sha256, "scale": s, "tile_x": x, "tile_y": y}
-            cols = {**meta, "height": tile.shape[0], "width": tile.shape[1], "split": split}
-            samples.append(Sample(key, {"hr.png": encode_png(np.ascontiguousarray(tile)), "json": json_bytes(cols)}, cols))
-    samples.sort(key=lambda smp: smp.key)
-    return samples
+            if not is_flat(tile, cfg.min_std):
+                found.append((f"{photo.prefix}_s{round(s * 1000):04d}_y{y:05d}_x{x:05d}", s, y, x, tile))
+    found.sort(key=lambda t: t[0])
+    kept = [found[i] for i in cap_tiles(len(found), cfg.max_tiles_per_photo, seed, photo.sha256)]
+    samples = []
+    for key, s, y, x, tile in kept:
+        meta = {"source": photo.label, "source_sha256": photo.sha256, "scale": s, "tile_x": x, "tile_y": y}
+        cols = {**meta, "height": tile.shape[0], "width": tile.shape[1], "split": split}
+        samples.append(Sample(key, {"hr.png": encode_png(np.ascontiguousarray(tile)), "json": json_bytes(cols)}, cols))
+    return samples, len(found) - len(kept)
+
+
+def cap_tiles(n: int, cap: int, seed: int, sha256: str) -> list[int]:
+    """Indices (ascending) of the tiles a photo keeps out of its `n`: all when `cap` is 0 or not
+    reached, else `cap` of them drawn from `(seed, sha256)` only, so the subset depends on the photo's
+    content and the seed, never on its path, the listing order or the worker count."""
+    if cap <= 0 or n <= cap:
+        return list(range(n))
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{sha256}".encode()).digest()[:8], "big"))
+    return sorted(int(i) for i in rng.choice(n, size=cap, replace=False))
 
 
 def _decode(path: Path, cfg: IngestConfig) -> np.ndarray:
@@ -179,7 +220,9 @@ def _write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
     pd.DataFrame(rejects, columns=["path", "reason"]).to_csv(path, index=False)
 
 
-def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]], candidates: int) -> None:
+def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]], candidates: int,
+                  dropped: dict[str, int] | None = None, cap: int = 0) -> None:
+    """report.md + tiles.png. `dropped` (photo label → tiles the cap dropped) is None when there is no cap."""
     from pipeline.io.shards import ShardSet
 
     shards = ShardSet(out)
@@ -187,6 +230,12 @@ def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]]
     contact_sheet([shards.read(k, ["hr.png"])["hr.png"] for k in keys], out / "tiles.png", labels=keys)
     sizes = index.groupby("shard").agg(samples=("key", "size"), bytes=("size_hr_png", "sum")).reset_index()
     per_source = index.groupby(["source", "split"]).size().reset_index(name="tiles")
+    capped = []
+    if dropped is not None:
+        per_source["dropped by cap"] = per_source["source"].map(dropped).fillna(0).astype(int)
+        n_photos = sum(1 for n in dropped.values() if n)
+        capped = [f"- tiles dropped by ingest.max_tiles_per_photo ({cap}): {sum(dropped.values())}"
+                  f" from {n_photos} photo{'' if n_photos == 1 else 's'}"]
     lines = [
         "# ingest report", "",
         f"- candidate files: {candidates}",
@@ -194,6 +243,7 @@ def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]]
         f"- rejected files: {len(rejects)} (see rejects.csv)",
         f"- tiles: {len(index)} (train {int((index['split'] == 'train').sum())}, val {int((index['split'] == 'val').sum())}),"
         f" {index['height'].min()}–{index['height'].max()} px high, {index['width'].min()}–{index['width'].max()} px wide",
+        *capped,
         "", "## Rejected", "", markdown_table(pd.DataFrame(rejects, columns=["path", "reason"])) if rejects else "none",
         "", "## Tiles per photo", "", markdown_table(per_source),
         "", "## Shards", "", markdown_table(sizes),
