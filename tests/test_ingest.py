@@ -1,8 +1,10 @@
 import hashlib
 import io
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pandas as pd
@@ -10,11 +12,11 @@ import pytest
 from PIL import Image
 
 from pipeline.config import IngestConfig
-from pipeline.ingest import ingest, val_sources
+from pipeline.ingest import cap_summary, cap_tiles, ingest, val_sources
 from pipeline.ingest.tiling import tile_starts
 from pipeline.io.images import decode_png
 from pipeline.io.shards import ShardSet
-from pipeline.params import build
+from pipeline.params import ParamsError, build
 
 from conftest import ROOT
 
@@ -168,3 +170,143 @@ def test_cli_ingest_on_real_world_fixtures(tmp_path, fixtures):
                                   "width", "split"}
     rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
     assert list(rejects["reason"]) == ["too small (179x179; ingest.min_side is 200)"]
+
+
+# --- ingest.max_tiles_per_photo ------------------------------------------------------------------
+
+CAP = 6
+
+
+@pytest.fixture
+def cap_folder(tmp_path):
+    """big.png: 80 raw tiles (crop = step = 64 at scales 1.0 and 0.5), half of them flat, leaving 32 + 8
+    past min_std; small.png: 4 + 1 tiles, under the cap."""
+    d = tmp_path / "cap_photos"
+    d.mkdir()
+    big = _photo(11, 512, 512)
+    big[:, :256] = 128  # left half flat
+    _save(big, d / "big.png", "PNG")
+    _save(_photo(12, 100, 100), d / "small.png", "PNG")
+    return d
+
+
+def _cap_cfg(**kw):
+    return build(IngestConfig, {"min_side": 100, "crop": 64, "step": 64, "scales": [1.0, 0.5], "min_std": 2.0,
+                                "val_fraction": 0.0, "workers": 1, **kw}, "ingest")
+
+
+def _digests(out, names=None):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())
+            if names is None or p.name in names}
+
+
+def test_tile_cap_is_per_photo_over_all_scales_after_the_flat_filter(tmp_path, cap_folder):
+    full_stats = ingest([str(cap_folder)], tmp_path / "full", _cap_cfg(), seed=0, scale=4)
+    stats = ingest([str(cap_folder)], tmp_path / "cap", _cap_cfg(max_tiles_per_photo=CAP), seed=0, scale=4)
+    full = pd.read_parquet(tmp_path / "full" / "index.parquet")
+    cap = pd.read_parquet(tmp_path / "cap" / "index.parquet")
+    name = lambda df: df["source"].str.rsplit("/", n=1).str[-1]  # noqa: E731
+    full_big, cap_big = full[name(full) == "big.png"], cap[name(cap) == "big.png"]
+    # the setup: past the flat filter the big photo has more than CAP tiles at *each* scale, so a
+    # per-scale cap would keep 2*CAP; and most of its raw tiles are flat, so a cap drawn before the
+    # flat filter would leave fewer than CAP
+    assert full_big.groupby("scale").size().to_dict() == {0.5: 8, 1.0: 32}
+    assert len(cap_big) == CAP
+    assert set(cap_big["scale"]) == {1.0, 0.5}  # drawn over both scales, not one of them first
+    # kept tiles are a subset of the uncapped ones, same bytes, in their original order
+    kept = full_big[full_big["key"].isin(cap_big["key"])]
+    assert list(kept["key"]) == list(cap_big["key"])
+    assert list(kept["sha256"]) == list(cap_big["sha256"])
+    # the photo under the cap is untouched
+    small_cols = ["key", "sha256", "scale", "tile_x", "tile_y"]
+    assert cap[name(cap) == "small.png"][small_cols].reset_index(drop=True).equals(
+        full[name(full) == "small.png"][small_cols].reset_index(drop=True))
+    assert 0 < (name(cap) == "small.png").sum() < CAP
+    # whole shard: every key in sorted order, members in index order
+    with tarfile.open(tmp_path / "cap" / "hr-000000.tar") as tar:
+        keys = [m.name.split(".")[0] for m in tar.getmembers() if m.name.endswith(".hr.png")]
+    assert keys == list(cap["key"]) == sorted(cap["key"])
+    # reported: stats, report line and per-photo column
+    dropped = len(full_big) - CAP
+    assert full_stats.capped == () and full_stats.capped_tiles == 0
+    assert [(label.rsplit("/", 1)[-1], n) for label, n in stats.capped] == [("big.png", dropped)]
+    assert stats.tiles == full_stats.tiles - dropped
+    report = (tmp_path / "cap" / "report.md").read_text()
+    assert f"- tiles dropped by ingest.max_tiles_per_photo ({CAP}): {dropped} from 1 photo\n" in report
+    assert re.search(rf"\| \S*big\.png \| train \| {CAP} \| {dropped} \|", report)
+    assert "dropped by cap" not in (tmp_path / "full" / "report.md").read_text()
+    assert cap_summary(stats) == f"; the tile cap dropped {dropped} tiles from 1 photo (big.png {dropped})"
+    assert cap_summary(full_stats) == ""
+
+
+def test_tile_cap_subset_depends_on_seed_and_content_not_workers_or_listing(tmp_path, cap_folder):
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        ingest([str(cap_folder)], out, _cap_cfg(max_tiles_per_photo=CAP, workers=workers), seed=5, scale=4)
+        runs[workers] = _digests(out)
+    assert runs[1] == runs[2]
+
+    # the same photo under another name, listed after other files and next to a new one
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(cap_folder / "big.png", other / "0_renamed.png")
+    _save(_photo(13, 200, 200), other / "extra.png", "PNG")
+    sources = [str(other / "extra.png"), str(cap_folder / "small.png"), str(other / "0_renamed.png")]
+    ingest(sources, tmp_path / "moved", _cap_cfg(max_tiles_per_photo=CAP), seed=5, scale=4)
+    ingest([str(cap_folder)], tmp_path / "seed6", _cap_cfg(max_tiles_per_photo=CAP), seed=6, scale=4)
+
+    def chosen(out, stem):
+        index = pd.read_parquet(out / "index.parquet")
+        rows = index[index["source"].str.endswith(stem)]
+        assert len(rows) == CAP
+        return list(zip(rows["scale"], rows["tile_y"], rows["tile_x"], rows["sha256"]))
+
+    assert chosen(tmp_path / "moved", "0_renamed.png") == chosen(tmp_path / "w1", "big.png")
+    assert chosen(tmp_path / "seed6", "big.png") != chosen(tmp_path / "w1", "big.png")
+
+
+def test_tile_cap_zero_or_unreached_changes_nothing(tmp_path, cap_folder):
+    ingest([str(cap_folder)], tmp_path / "default", _cap_cfg(), seed=0, scale=4)
+    ingest([str(cap_folder)], tmp_path / "zero", _cap_cfg(max_tiles_per_photo=0), seed=0, scale=4)
+    stats = ingest([str(cap_folder)], tmp_path / "huge", _cap_cfg(max_tiles_per_photo=10_000), seed=0, scale=4)
+    assert _digests(tmp_path / "zero") == _digests(tmp_path / "default")
+    data = {"hr-000000.tar", "index.parquet", "rejects.csv"}
+    assert _digests(tmp_path / "huge", data) == _digests(tmp_path / "default", data)
+    assert stats.capped == ()
+    assert "max_tiles_per_photo (10000): 0 from 0 photos" in (tmp_path / "huge" / "report.md").read_text()
+
+
+def test_cap_tiles_draws_an_ascending_seeded_subset():
+    sha = hashlib.sha256(b"photo").hexdigest()
+    assert cap_tiles(7, 0, 0, sha) == list(range(7))
+    assert cap_tiles(7, 7, 0, sha) == list(range(7))
+    picks = cap_tiles(100, 12, 3, sha)
+    assert len(picks) == 12 == len(set(picks)) and picks == sorted(picks) and 0 <= picks[0] and picks[-1] < 100
+    assert picks == cap_tiles(100, 12, 3, sha)
+    assert picks != cap_tiles(100, 12, 4, sha)
+    assert picks != cap_tiles(100, 12, 3, hashlib.sha256(b"another photo").hexdigest())
+
+
+@pytest.mark.parametrize("value, message", [
+    (-1, "ingest.max_tiles_per_photo: expected 0 <= value, got -1"),
+    (2.5, "ingest.max_tiles_per_photo: expected an integer, got 2.5"),
+])
+def test_bad_tile_cap_is_one_line_naming_the_key(value, message):
+    with pytest.raises(ParamsError) as err:
+        build(IngestConfig, {"max_tiles_per_photo": value}, "ingest")
+    assert str(err.value) == message
+
+
+def test_cli_ingest_tile_cap(tmp_path, fixtures, capsys):
+    from pipeline.cli import main
+
+    args = ["ingest", str(fixtures / "realworld"), "--min-side", "200", "--crop", "128", "--step", "64",
+            "--workers", "1"]
+    assert main([*args, str(tmp_path / "out"), "--max-tiles-per-photo", "3"]) == 0
+    index = pd.read_parquet(tmp_path / "out" / "index.parquet")
+    assert index.groupby("source").size().max() == 3
+    assert "the tile cap dropped" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "bad"), "--max-tiles-per-photo", "-1"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "realsynth: error: ingest.max_tiles_per_photo: expected 0 <= value, got -1"]
