@@ -280,7 +280,10 @@ def test_dali_whole_recipes_close_to_reference(dali_outputs):
     assert np.median(means) <= 3 and max(means) <= 15
 
 
-def test_dali_apply_recipe_single_sample_equals_batched(dali_outputs):
+def test_dali_apply_recipe_single_sample_equals_batched(dali_outputs, monkeypatch):
+    from pipeline.degrade import dali_backend
+    monkeypatch.setattr(dali_backend, "cuda_visible", lambda: False)  # the CPU graph, GPU or not
+    monkeypatch.setattr(dali_backend, "_CACHE", {})
     lr, hr, recipe = dali_outputs["full3"]
     assert np.array_equal(apply_recipe(hr, recipe, backend="dali"), lr)
 
@@ -314,11 +317,16 @@ def dali_gpu_outputs(photo, smooth):
 def test_dali_gpu_matches_reference_within_stated_tolerance(dali_gpu_outputs, name):
     lr, hr, recipe = dali_gpu_outputs[name]
     diff = np.abs(lr.astype(int) - apply_recipe(hr, recipe))
-    # every case ends in a JPEG (quality 100 unless the case is JPEG's), which on the GPU is DALI's
-    # CUDA codec, not libjpeg: so "exact" cases are close, not equal
-    bound = {"exact": 1.0, "bilinear": 1.0, "bicubic": 3.0, "area": 6.0}[CASES[name][1]]
+    # Every graph ends in a JPEG (quality 100 unless the case is JPEG's), and on the GPU that is
+    # DALI's CUDA codec path, not libjpeg: its difference dominates every case. Measured on an H100
+    # with DALI 2.4 on this baboon tile: mean 0.9 (iso blur) to 4.7 (final area resize) levels,
+    # largest where the image keeps high frequencies (USM, noise, upscales); see bench/README.md.
     print(f"dali gpu vs reference, {name}: mean {diff.mean():.3f}, max {diff.max()}")  # shown with -s
-    assert diff.mean() <= bound
+    assert diff.mean() <= 6.0
+    # and the codec's share is smaller than the op's own effect (the op's reference output vs the
+    # same graph with every step an identity: 6.4 to 29 levels here), so the test sees a wrong op
+    effect = np.abs(apply_recipe(hr, recipe) - apply_recipe(hr, _recipe(scale=recipe.scale)).astype(int)).mean()
+    assert diff.mean() < effect
 
 
 @pytest.mark.gpu

@@ -72,8 +72,10 @@ def test_reference_bytes_do_not_depend_on_workers_or_batch_size(reference_runs):
     assert sets[0] == sets[1] == sets[2]
 
 
-def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path):
+def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path, monkeypatch):
     pytest.importorskip("nvidia.dali")
+    from pipeline.degrade import dali_backend
+    monkeypatch.setattr(dali_backend, "cuda_visible", lambda: False)  # the CPU graph, GPU or not
     outs = []
     for batch in (1, 7, 32):
         stats = _run(hr_set, tmp_path / f"b{batch}", backend="dali", batch_size=batch, workers=1)
