@@ -351,3 +351,14 @@ def test_inspect_summarises_and_writes_a_grid(pairs, tmp_path):
     assert "jpeg1_quality: 30 .. 40" in text and "blur1_kind: " in text
     grid = decode_png((tmp_path / "grid-train.png").read_bytes())
     assert grid.shape[1] > 4 * 192  # 4 cells per row: 2 pairs of (HR, LR)
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_codes_are_their_bits(code):
+    """code bit 0 = horizontal flip, bit 1 = vertical flip, bit 2 = transpose, applied in that order."""
+    img = np.arange(5 * 7 * 2).reshape(5, 7, 2)
+    want = img[:, ::-1] if code & 1 else img
+    want = want[::-1] if code & 2 else want
+    want = want.transpose(1, 0, 2) if code & 4 else want
+    assert np.array_equal(dihedral(img, code), want)
+    assert len({dihedral(img, c).tobytes() + bytes(dihedral(img, c).shape) for c in range(8)}) == 8

@@ -2,13 +2,18 @@
 
 The eight symmetries of the square (BasicSR's hflip + vflip + 90° rotation, each with p = 0.5) are
 drawn from (seed, epoch, key): a sample gets the same transform in the same epoch whatever the
-worker, rank or batch that reads it.
+worker, rank or batch that reads it. The draw is ours (so it is a function of the sample alone);
+the transform is albumentations' D4 group action.
 """
 from __future__ import annotations
 
 import numpy as np
+from albumentations.augmentations.geometric.functional import d4
 
 from pipeline.data.seeding import AUGMENT, rng_for
+
+# code bits (hflip, vflip, then transpose) → albumentations' D4 element doing the same
+D4_ELEMENTS = ("e", "h", "v", "r180", "t", "r90", "r270", "hvt")
 
 
 def draw_dihedral(seed: int, epoch: int, key: str) -> int:
@@ -26,13 +31,7 @@ def dihedral(img: np.ndarray, code: int) -> np.ndarray:
         raise ValueError(f"code must be in 0..7, got {code}")
     if img.ndim != 3:
         raise ValueError(f"img must be (H, W, C), got shape {img.shape}")
-    if code & 1:
-        img = img[:, ::-1]
-    if code & 2:
-        img = img[::-1]
-    if code & 4:
-        img = img.transpose(1, 0, 2)
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(d4(img, D4_ELEMENTS[code]))
 
 
 def augment_pair(hr: np.ndarray, lr: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
