@@ -2,6 +2,8 @@
 
 The LR shard set (`lr-*.tar`: `<key>.lr.png`, `<key>.json` with the full recipe) with an index row per
 sample (hr_key, variant, backend, split and every recipe scalar), skipped.csv, report.md.
+Under `torchrun` (one or more nodes sharing the filesystem) the ranks split the jobs and rank 0
+merges their parts into the same bytes a single process writes (pipeline/degrade/ranks.py).
 """
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "degrade"))
-    from pipeline.degrade.run import degrade_set
-    from pipeline.io.atomic import atomic_dir
+    from pipeline.degrade.ranks import degrade_ranks
 
-    with atomic_dir(cfg.paths.lr) as tmp:
-        stats = degrade_set(cfg.paths.hr, tmp, cfg.degrade, seed=cfg.seed, scale=cfg.scale)
-    print(f"degrade: {stats['samples']} LR samples ({cfg.degrade.preset}, {stats['backend']}) in {stats['shards']} "
-          f"shards -> {cfg.paths.lr}; {stats['skipped']} skipped (see {cfg.paths.lr}/skipped.csv)")
+    # atomic: written to a temporary sibling of paths.lr and renamed into place when complete
+    stats = degrade_ranks(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale)
+    if stats is None:
+        return  # a rank other than 0: rank 0 wrote the set and reports it
+    ranks = f", {stats['ranks']} ranks" if "ranks" in stats else ""
+    print(f"degrade: {stats['samples']} LR samples ({cfg.degrade.preset}, {stats['backend']}{ranks}) in "
+          f"{stats['shards']} shards -> {cfg.paths.lr}; {stats['skipped']} skipped (see {cfg.paths.lr}/skipped.csv)")
 
 
 if __name__ == "__main__":

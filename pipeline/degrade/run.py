@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,28 +309,44 @@ def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: i
     Returns {"samples", "shards", "skipped", "backend", "seconds"}.
     Raises FileNotFoundError / ValueError on a bad input, ParamsError on a bad scale.
     """
+    start = time.perf_counter()
+    ctx, jobs = plan_set(inp, cfg, seed=seed, scale=scale)
+    results = degrade_jobs(ctx, jobs, cfg, workers=resolve_workers(cfg.workers))
+    return write_set(out, ctx, cfg, results, len(jobs), start=start, progress=progress)
+
+
+def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[_Context, list[Job]]:
+    """Open `inp`, resolve the backend and list every job (HR key × variant), sorted by output key."""
     check_scale("scale", scale)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    start = time.perf_counter()
     source = open_source(Path(inp))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ctx = _Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.preset))
     jobs = sorted((Job(k, v) for k in source.keys for v in range(cfg.variants)),
                   key=lambda j: output_key(j.hr_key, j.variant))
-    workers = resolve_workers(cfg.workers)
+    return ctx, jobs
+
+
+def degrade_jobs(ctx: _Context, jobs: list[Job], cfg: DegradeConfig, *, workers: int) -> Iterator[Result]:
+    """Results of `jobs` in job order (skipped ones included, with their reason)."""
     if ctx.backend == "reference":
-        results = _results_reference(ctx, jobs, workers, cfg.batch_size)
-    else:
-        results = _results_dali(ctx, jobs, cfg.batch_size, workers)
+        return _results_reference(ctx, jobs, workers, cfg.batch_size)
+    return _results_dali(ctx, jobs, cfg.batch_size, workers)
+
+
+def write_set(out: Path, ctx: _Context, cfg: DegradeConfig, results: Iterable[Result], n_jobs: int, *,
+              start: float, progress: bool = True) -> dict[str, Any]:
+    """Write `results` (all `n_jobs` of them, in job order) as the LR set `out`: shards + index,
+    skipped.csv, report.md. Returns the stats of `degrade_set`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str]] = []
     examples: list[Result] = []
-    every = max(1, len(jobs) // max(cfg.examples, 1))
+    every = max(1, n_jobs // max(cfg.examples, 1))
 
     def samples() -> Iterator[Sample]:
         from tqdm import tqdm
-        for i, res in enumerate(tqdm(results, total=len(jobs), desc="degrade", unit="tile", disable=not progress)):
+        for i, res in enumerate(tqdm(results, total=n_jobs, desc="degrade", unit="tile", disable=not progress)):
             if res.skipped is not None:
                 skipped.append((res.key, res.skipped))
                 continue
@@ -344,7 +360,7 @@ def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: i
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
     write_degrade_report(out, index, skipped, [(_example_hr(ctx, r), r.lr_png, r.key) for r in examples],
-                         stats=stats, preset=cfg.preset, seed=seed, scale=scale)
+                         stats=stats, preset=cfg.preset, seed=ctx.seed, scale=ctx.scale)
     return stats
 
 
