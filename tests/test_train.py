@@ -131,6 +131,17 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(pairs, net_export, tmp_
     assert tsv[0] == "step\tpix" and [row.split("\t")[0] for row in tsv[1:]] == ["1", "2", "3", "4", "5", "6"]
 
 
+
+def test_rerun_of_a_finished_run_logs_nothing_twice(pairs, tmp_path):
+    out = tmp_path / "run"
+    first = train(_net(iterations=3, val_every=2), pairs_dir=pairs, out_dir=out, scale=4, seed=0, phase="net")
+    history = {p.relative_to(out): p.read_bytes() for p in sorted((out / "live").rglob("*")) if p.is_file()}
+    again = train(_net(iterations=3, val_every=2), pairs_dir=pairs, out_dir=out, scale=4, seed=0, phase="net")
+    assert again["start_step"] == 3 and again["val_psnr_y"] == first["val_psnr_y"]
+    assert {p.relative_to(out): p.read_bytes() for p in sorted((out / "live").rglob("*")) if p.is_file()} == history
+    rows = (out / "live" / "plots" / "metrics" / "val" / "psnr_y.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[0] for r in rows] == ["2", "3"]
+
 def test_checkpoints_are_pruned_and_load_weights_only(pairs, tmp_path):
     out = tmp_path / "run"
     train(_net(iterations=5, checkpoint_every=1, keep_last=2), pairs_dir=pairs, out_dir=out, scale=4, seed=0,

@@ -54,6 +54,18 @@ def trim_history(live_dir: Path, step: int) -> None:
                 img.unlink()
 
 
+def logged_value(live_dir: Path, name: str, step: int) -> float | None:
+    """The value of metric `name` ("val/psnr_y") logged at `step` in `live_dir`'s history, or None."""
+    tsv = live_dir / "plots" / "metrics" / f"{name}.tsv"
+    if not tsv.is_file():
+        return None
+    with open(tsv, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if int(row["step"]) == step:
+                return float(row[name.rsplit("/", 1)[-1]])
+    return None
+
+
 def log_metrics(live: Live, step: int, values: dict[str, float]) -> None:
     """Log `values` ({"train/loss_pix": 0.03, ...}) at `step` and rewrite metrics.json."""
     live.step = step

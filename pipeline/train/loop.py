@@ -36,7 +36,7 @@ from pipeline.train.checkpoint import (clear_checkpoints, config_hash, describe_
                                        set_rng_state)
 from pipeline.train.config import TrainConfig
 from pipeline.train.ema import make_ema, update_ema
-from pipeline.train.live import log_metrics, open_live
+from pipeline.train.live import log_metrics, logged_value, open_live
 from pipeline.train.pool import PairPool
 from pipeline.train.steps import Criteria, d_step, g_step, lr_at, make_targets, set_lr
 from pipeline.train.validate import bicubic_psnr_y, psnr_y, sample_grid, to_images, upscale_batches
@@ -305,7 +305,9 @@ def _train(cfg: TrainConfig, *, phase: str, train_dir: Path, val_dir: Path, out_
     stream.close()
     if master:
         if val and val_step != cfg.iterations:
-            psnr_last = validate(cfg.iterations)
+            # a run resumed at its last step validated there before: reuse it rather than log it twice
+            before = logged_value(out_dir / "live", "val/psnr_y", cfg.iterations) if start == cfg.iterations else None
+            psnr_last = before if before is not None else validate(cfg.iterations)
         export = out_dir / "generator.pth"
         export_generator(export, _state(raw_g), _state(net_g_ema), {**meta, "step": cfg.iterations})
         live.end()
