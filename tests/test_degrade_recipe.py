@@ -235,3 +235,18 @@ def test_resize_steps_record_their_base():
     r = sample_recipe(cfg_of(), 0, "k", 0)
     assert r.step("resize1").relative_to == "input" and r.step("resize2").relative_to == "lr"
     assert isinstance(r.step("resize_final"), Resize) and r.step("resize_final").scale == 1.0
+
+
+def test_recipes_are_a_contract_pinned_by_their_drawn_values():
+    """Recipes are stored and replayed, so a refactor of the sampler must not move a single draw.
+    Pinned: every drawn scalar of 200 recipes per preset (kernels excluded: they are functions of
+    these, and their last float bits belong to NumPy/SciPy). Change the pin only on purpose."""
+    import hashlib
+    import json
+    h = hashlib.sha256()
+    for preset in ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan"):
+        settings = build(DegradeConfig, {"preset": preset}, "degrade").settings
+        for i in range(200):
+            cols = recipe_columns(sample_recipe(settings, 7, f"k{i}", i % 3, scale=4))
+            h.update(json.dumps(cols, sort_keys=True, default=str).encode())
+    assert h.hexdigest() == "573afdce9ee57594a2cedeb852b2c2026ad318976675ba348ef3449c0ec5e6bd"

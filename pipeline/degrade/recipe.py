@@ -295,18 +295,15 @@ def _sample_realesrgan(s: Settings, rng: np.random.Generator, scale: int) -> Rec
     steps: list[Step] = []
     if s.usm.enabled:
         steps.append(Usm("usm", s.usm.size, s.usm.weight, s.usm.threshold))
-    steps.append(sample_blur(rng, s.blur1, "blur1"))
-    steps.append(sample_resize(rng, s.resize1, "resize1", "input"))
-    noise = sample_noise(rng, s.noise1, "noise1")
-    steps += [noise] if noise else []
-    if rng.random() < s.jpeg1.prob:
-        steps.append(sample_jpeg(rng, s.jpeg1.quality_range, "jpeg1"))
-    steps.append(sample_blur(rng, s.blur2, "blur2"))
-    steps.append(sample_resize(rng, s.resize2, "resize2", "lr"))
-    noise = sample_noise(rng, s.noise2, "noise2")
-    steps += [noise] if noise else []
-    if rng.random() < s.jpeg2.prob:
-        steps.append(sample_jpeg(rng, s.jpeg2.quality_range, "jpeg2"))
+    # stage 1 resizes relative to its input, stage 2 to the LR size (Real-ESRGAN's second resize)
+    for stage, relative_to in (("1", "input"), ("2", "lr")):
+        steps.append(sample_blur(rng, getattr(s, f"blur{stage}"), f"blur{stage}"))
+        steps.append(sample_resize(rng, getattr(s, f"resize{stage}"), f"resize{stage}", relative_to))
+        noise = sample_noise(rng, getattr(s, f"noise{stage}"), f"noise{stage}")
+        steps += [noise] if noise else []
+        jpeg = getattr(s, f"jpeg{stage}")
+        if rng.random() < jpeg.prob:
+            steps.append(sample_jpeg(rng, jpeg.quality_range, f"jpeg{stage}"))
     # final: resize back to the LR size + sinc (or identity), and JPEG, in a random order
     f = s.final
     if rng.random() < f.sinc_prob:
