@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.degrade import DegradeConfig, sample_recipe  # noqa: E402
+from pipeline.degrade import DegradeConfig, Recipe, sample_recipe  # noqa: E402
 from pipeline.degrade import reference as ref  # noqa: E402
 from pipeline.degrade.kernels import gaussian_kernel, sinc_kernel  # noqa: E402
 from pipeline.io.images import decode_png, encode_png  # noqa: E402
@@ -59,12 +59,22 @@ def make_tiles(n: int) -> list[bytes]:
     return tiles
 
 
+def tile_key(i: int) -> str:
+    """The key of tile `i`, in every row, so all rows draw the same recipes."""
+    return f"t{i:06d}"
+
+
+def tile_recipes(cfg: DegradeConfig, n: int) -> list[Recipe]:
+    settings = cfg.settings
+    return [sample_recipe(settings, SEED, tile_key(i), 0, scale=4) for i in range(n)]
+
+
 def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
     cv2.setNumThreads(1)
     settings = cfg.settings
     start = time.perf_counter()
     for i, data in enumerate(tiles):
-        recipe = sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4)
+        recipe = sample_recipe(settings, SEED, tile_key(i), 0, scale=4)  # drawing it is part of the work
         encode_png(ref.apply_recipe(decode_png(data), recipe))
     return len(tiles) / (time.perf_counter() - start)
 
@@ -73,7 +83,7 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
     from pipeline.degrade.run import degrade_set
     with tempfile.TemporaryDirectory() as tmp:
         hr = Path(tmp) / "hr"
-        write_shard_set(hr, (Sample(f"t{i:06d}", {"hr.png": t}, {"height": TILE, "width": TILE})
+        write_shard_set(hr, (Sample(tile_key(i), {"hr.png": t}, {"height": TILE, "width": TILE})
                              for i, t in enumerate(tiles)), set_name="hr")
         cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0}, "degrade")
         stats = degrade_set(hr, Path(tmp) / "lr", cfg, seed=SEED, scale=4, progress=False)
@@ -83,8 +93,7 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
 def bench_dali(tiles: list[bytes], cfg: DegradeConfig, device: str, threads: int) -> float:
     from pipeline.degrade.dali_backend import DaliDegrader
     degrader = DaliDegrader(32, device, threads)
-    settings = cfg.settings
-    recipes = [sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4) for i in range(len(tiles))]
+    recipes = tile_recipes(cfg, len(tiles))
     degrader.run([decode_png(tiles[0])], recipes[:1])  # warm-up
     start = time.perf_counter()
     for b in range(0, len(tiles), 32):
@@ -98,9 +107,8 @@ def bench_dali_gpu_graph(tiles: list[bytes], cfg: DegradeConfig, batch: int, thr
     """(tiles/s of the GPU graph alone, tiles/s of input preparation on `threads` threads)."""
     from pipeline.degrade.dali_backend import DaliDegrader
     degrader = DaliDegrader(batch, "gpu", threads)
-    settings = cfg.settings
     hrs = [decode_png(t) for t in tiles]
-    recipes = [sample_recipe(settings, SEED, f"t{i:06d}", 0, scale=4) for i in range(len(tiles))]
+    recipes = tile_recipes(cfg, len(tiles))
     degrader.run(hrs[:batch], recipes[:batch])  # warm-up: allocations, CUDA kernels
     start = time.perf_counter()
     inputs = [degrader.prepare(hrs[b:b + batch], recipes[b:b + batch]) for b in range(0, len(hrs), batch)]

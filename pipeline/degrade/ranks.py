@@ -116,7 +116,7 @@ def _run_rank(inp: Path, out: Path, cfg: DegradeConfig, world: World, group: Any
     import torch.distributed as dist
     start = time.perf_counter()
     parts = out.parent / f".{out.name}.parts"
-    part = parts / f"rank-{world.rank:05d}.pkl"
+    part = _part(parts, world.rank)
     try:
         if world.rank == 0:  # before the first collective: no rank writes a part until then
             shutil.rmtree(parts, ignore_errors=True)
@@ -167,6 +167,10 @@ def _collective(world: World, what: str) -> Iterator[None]:
                            f"{what} ({first}); see that rank's log") from err
 
 
+def _part(parts: Path, rank: int) -> Path:
+    return parts / f"rank-{rank:05d}.pkl"
+
+
 def _digest(jobs: list[Job]) -> str:
     h = hashlib.sha256()
     for job in jobs:
@@ -183,7 +187,7 @@ def _dump(f: BinaryIO, results: Iterable[Result], total: int, progress: bool, de
 def _read_parts(parts: Path, jobs: list[Job], world: int) -> Iterator[Result]:
     """Every rank's results in rank order, checked against the jobs it was given."""
     for rank in range(world):
-        path = parts / f"rank-{rank:05d}.pkl"
+        path = _part(parts, rank)
         given = jobs[rank_slice(len(jobs), rank, world)]
         with open(path, "rb") as f:
             for job in given:

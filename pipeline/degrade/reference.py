@@ -257,8 +257,7 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     ok, enc = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("JPEG encoding failed")
-    dec = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return dec.astype(np.float32) * np.float32(1.0 / 255.0)
+    return to_float(cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
 
 
 # ---- the interpreter ----------------------------------------------------------------------------

@@ -230,12 +230,17 @@ def _finish_batch(ctx: _Context, prepared, todo, lrs, pool) -> list[Result]:
     return [res for res, _ in prepared]
 
 
+def _dali_device(backend: str) -> str:
+    """DaliDegrader's device for a resolved backend (`dali-gpu` or `dali-cpu`)."""
+    return "gpu" if backend == "dali-gpu" else "cpu"
+
+
 def _init_dali_worker(ctx: _Context, batch_size: int, threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from .dali_backend import DaliDegrader
     _init_worker(ctx)
-    _WORKER["dali"] = DaliDegrader(batch_size, "gpu" if ctx.backend == "dali-gpu" else "cpu", threads)
+    _WORKER["dali"] = DaliDegrader(batch_size, _dali_device(ctx.backend), threads)
     _WORKER["threads"] = ThreadPoolExecutor(threads)
 
 
@@ -263,7 +268,7 @@ def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int)
                 yield from results
         return
     from .dali_backend import DaliDegrader
-    degrader = DaliDegrader(batch_size, "gpu" if ctx.backend == "dali-gpu" else "cpu", threads)
+    degrader = DaliDegrader(batch_size, _dali_device(ctx.backend), threads)
     shards = ShardSet(ctx.source.path) if ctx.source.is_set else None
     with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(1) as ahead:
         upcoming = ahead.submit(_prepare_batch, ctx, tasks[0], shards, pool, degrader) if tasks else None
@@ -427,6 +432,6 @@ def replay_sample(set_dir: Path, key: str, *, hr_dir: Path | None = None) -> tup
         from .dali_backend import DaliDegrader, cuda_visible
         if backend == "dali-gpu" and not cuda_visible():
             raise ValueError(f"{set_dir}: sample {key!r} was made by DALI on a GPU (dali-gpu); replaying it needs a GPU")
-        lr = DaliDegrader(1, "gpu" if backend == "dali-gpu" else "cpu").run([hr], [recipe])[0]
+        lr = DaliDegrader(1, _dali_device(backend)).run([hr], [recipe])[0]
     stored = decode_png(members["lr.png"])
     return lr, bool(stored.shape == lr.shape and np.array_equal(stored, lr))

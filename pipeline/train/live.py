@@ -34,11 +34,10 @@ def open_live(live_dir: Path, *, resume_step: int) -> Live:
 def trim_history(live_dir: Path, step: int) -> None:
     """Drop metric rows and step images logged after `step` (they are about to be logged again)."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        with open(tsv, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-            fields = list(rows[0]) if rows else None
-        if fields is None:
+        rows = _rows(tsv)
+        if not rows:
             continue
+        fields = list(rows[0])
         kept = [r for r in rows if int(r["step"]) <= step]
         if len(kept) != len(rows):
             buf = io.StringIO()
@@ -59,11 +58,13 @@ def logged_value(live_dir: Path, name: str, step: int) -> float | None:
     tsv = live_dir / "plots" / "metrics" / f"{name}.tsv"
     if not tsv.is_file():
         return None
+    return next((float(r[name.rsplit("/", 1)[-1]]) for r in _rows(tsv) if int(r["step"]) == step), None)
+
+
+def _rows(tsv: Path) -> list[dict[str, str]]:
+    """The rows of a dvclive metric history (`step<TAB>name` header)."""
     with open(tsv, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if int(row["step"]) == step:
-                return float(row[name.rsplit("/", 1)[-1]])
-    return None
+        return list(csv.DictReader(f, delimiter="\t"))
 
 
 def log_metrics(live: Live, step: int, values: dict[str, float]) -> None:
