@@ -4,7 +4,9 @@
   two float32 `cv2.GaussianBlur` calls;
 - `poisson_counts` (inversion with a guide table): an exact Poisson sampler, so it is checked by
   statistics against `scipy.stats.poisson` (per-level mean and variance within 5 standard errors,
-  a chi-square test of the frequencies at p > 1e-4) and for being a function of the seed alone.
+  a chi-square test of the frequencies at p > 1e-4) and for being a function of the seed alone;
+- `blur` with a large kernel (OpenCV's DFT path) run on tiles: the same values as one
+  `cv2.filter2D` call (both are float64 sums rounded to float32; at most one float32 ulp apart).
 """
 from __future__ import annotations
 
@@ -85,3 +87,24 @@ def test_poisson_counts_depend_on_the_seed_alone():
     ref._poisson_tables.cache_clear()  # a fresh process builds the same tables
     assert np.array_equal(a, ref.poisson_counts(levels, 256, seed=2 ** 62 + 5))
 
+
+
+@pytest.mark.parametrize("shape,ksize", [((256, 256), 13), ((256, 256), 21), ((300, 270), 17), ((240, 512), 19)])
+def test_tiled_large_kernel_blur_equals_one_filter2d_call(shape, ksize):
+    ny, nx = (ref._dft_tiles(n, ksize) for n in shape)
+    assert ny * nx > 1  # these shapes do take the tiled path
+    rng = np.random.default_rng(ksize)
+    x = rng.random((*shape, 3)).astype(np.float32)
+    kernel = rng.random((ksize, ksize)).astype(np.float32)
+    kernel /= kernel.sum()
+    whole = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    tiled = ref.blur(x, kernel)
+    ulp = np.spacing(np.maximum(np.abs(whole), np.abs(tiled)))
+    assert np.all(np.abs(tiled - whole) <= ulp)
+    assert np.mean(tiled == whole) > 0.999
+
+
+def test_small_images_and_kernels_are_not_tiled():
+    assert ref._dft_tiles(256, 11) == 1      # under 130 taps OpenCV filters directly
+    assert ref._dft_tiles(200, 21) == 1      # one DFT block already
+    assert ref._dft_tiles(256, 13) == 2
