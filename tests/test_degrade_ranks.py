@@ -14,6 +14,7 @@ import pytest
 import yaml
 from test_degrade_stage import _tiles, _write_hr_set
 
+from pipeline.degrade.dali_backend import cuda_device_count, gpu_device_id
 from pipeline.degrade.ranks import degrade_ranks, rank_slice, world_from_env
 from pipeline.params import build
 
@@ -33,6 +34,24 @@ def test_rank_slices_cover_every_job_once_in_order(n, world):
     sizes = [len(s) for s in shares]
     assert max(sizes) - min(sizes) <= 1
     assert shares == [jobs[rank_slice(n, r, world)] for r in range(world)]  # deterministic
+
+
+@pytest.mark.parametrize("local_rank,gpus,device", [(None, 8, 0), ("0", 8, 0), ("3", 8, 3), ("9", 8, 1),
+                                                    ("2", 1, 0), ("5", 0, 0)])
+def test_each_local_rank_gets_its_own_gpu(local_rank, gpus, device):
+    env = {} if local_rank is None else {"LOCAL_RANK": local_rank}
+    assert gpu_device_id(env, gpus) == device
+
+
+def test_a_malformed_local_rank_is_named():
+    with pytest.raises(ValueError, match="LOCAL_RANK must be a non-negative integer, got 'x'"):
+        gpu_device_id({"LOCAL_RANK": "x"}, 2)
+
+
+@pytest.mark.parametrize("visible", ["", " ", "-1"])
+def test_cuda_visible_devices_can_hide_every_gpu(monkeypatch, visible):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert cuda_device_count() == 0
 
 
 def test_rank_slice_refuses_a_rank_outside_the_world():

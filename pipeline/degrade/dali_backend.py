@@ -25,7 +25,7 @@ Where DALI differs from the reference (parity is tested with these tolerances in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -37,22 +37,25 @@ _FINAL = {"resize_sinc_jpeg": ("resize_final", "sinc_final", "jpeg_final"),
           "jpeg_resize_sinc": ("jpeg_final", "resize_final", "sinc_final")}
 
 
-def cuda_visible() -> bool:
-    """Whether a CUDA device is usable, asked without creating a CUDA context or importing torch:
-    NVML's device count (fork-safe), else the driver's cuDeviceGetCount; CUDA_VISIBLE_DEVICES set to
-    an empty or negative value hides every device. False on any failure."""
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if hidden is not None and (hidden.strip() == "" or hidden.strip().startswith("-")):
-        return False
+def cuda_device_count() -> int:
+    """CUDA devices this process may use, counted without creating a CUDA context or importing
+    torch: NVML's count (fork-safe; NVML ignores CUDA_VISIBLE_DEVICES, so the list's length caps
+    it), else the driver's cuDeviceGetCount. 0 when CUDA_VISIBLE_DEVICES is empty or negative, and
+    on any failure."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and (visible.strip() == "" or visible.strip().startswith("-")):
+        return 0
     if not os.path.exists("/dev/nvidiactl"):
-        return False
+        return 0
     import ctypes
     count = ctypes.c_uint(0)
     try:
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
         if nvml.nvmlInit_v2() == 0:
             try:
-                return nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 and count.value > 0
+                if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0:
+                    listed = len([d for d in visible.split(",") if d.strip()]) if visible else count.value
+                    return min(count.value, listed)
             finally:
                 nvml.nvmlShutdown()
     except (OSError, AttributeError):
@@ -60,9 +63,27 @@ def cuda_visible() -> bool:
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
         n = ctypes.c_int(0)
-        return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(n)) == 0 and n.value > 0
+        return n.value if cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(n)) == 0 else 0
     except (OSError, AttributeError):
-        return False
+        return 0
+
+
+def cuda_visible() -> bool:
+    """Whether a CUDA device is usable (see `cuda_device_count`)."""
+    return cuda_device_count() > 0
+
+
+def gpu_device_id(env: Mapping[str, str] = os.environ, count: int | None = None) -> int:
+    """The GPU a graph runs on: torchrun's LOCAL_RANK modulo the `count` visible devices (asked
+    when None), so `torchrun --nproc_per_node=N -m stages.degrade` spreads its ranks over the
+    machine's GPUs instead of stacking them on the first; 0 outside torchrun.
+
+    Raises ValueError when LOCAL_RANK is not a non-negative integer."""
+    local = env.get("LOCAL_RANK", "0")
+    if not local.strip().isdigit():
+        raise ValueError(f"LOCAL_RANK must be a non-negative integer, got {local!r}")
+    count = cuda_device_count() if count is None else count
+    return int(local) % count if count > 0 else 0
 
 
 def check_graph_recipe(recipe: Recipe) -> None:
@@ -212,7 +233,7 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
             x = fn.filter(x, inp["kf"], border="reflect_101")
         return quantize(x)
 
-    pipe = graph(batch_size=batch_size, num_threads=num_threads, device_id=0 if gpu else None,
+    pipe = graph(batch_size=batch_size, num_threads=num_threads, device_id=gpu_device_id() if gpu else None,
                  prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
     pipe.build()
     return pipe

@@ -5,7 +5,8 @@
 
 Every rank lists the same sorted jobs (HR key × variant; the ranks check that they agree) and takes
 the contiguous slice `rank_slice(n, rank, world)`. It runs them with its own workers (`workers: 0` =
-this machine's cores, divided among the ranks started on it) and writes its results, in job order,
+this machine's cores, divided among the ranks started on it; on the GPU its DALI graphs run on GPU
+LOCAL_RANK mod the visible GPUs, `gpu_device_id`) and writes its results, in job order,
 to `.<out>.parts/rank-<r>.pkl` beside the output, atomically. After a barrier rank 0 reads the parts
 in rank order, which is job order, and hands them to `write_set` inside `atomic_dir(out)`, exactly as
 `degrade_set` hands over the results of its worker pool: the same samples in the same order give the
