@@ -89,16 +89,18 @@ def test_poisson_counts_depend_on_the_seed_alone():
 
 
 
-@pytest.mark.parametrize("shape,ksize", [((256, 256), 13), ((256, 256), 21), ((300, 270), 17), ((240, 512), 19)])
+@pytest.mark.parametrize("shape,ksize", [((256, 256, 3), 13), ((256, 256, 3), 21), ((300, 270, 3), 17),
+                                         ((240, 512, 3), 19), ((256, 256, 1), 15), ((256, 256), 15)])
 def test_tiled_large_kernel_blur_equals_one_filter2d_call(shape, ksize):
-    ny, nx = (ref._dft_tiles(n, ksize) for n in shape)
+    ny, nx = (ref._dft_tiles(n, ksize) for n in shape[:2])
     assert ny * nx > 1  # these shapes do take the tiled path
     rng = np.random.default_rng(ksize)
-    x = rng.random((*shape, 3)).astype(np.float32)
+    x = rng.random(shape).astype(np.float32)
     kernel = rng.random((ksize, ksize)).astype(np.float32)
     kernel /= kernel.sum()
     whole = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
     tiled = ref.blur(x, kernel)
+    assert tiled.shape == whole.shape and tiled.dtype == np.float32
     ulp = np.spacing(np.maximum(np.abs(whole), np.abs(tiled)))
     assert np.all(np.abs(tiled - whole) <= ulp)
     assert np.mean(tiled == whole) > 0.999
