@@ -140,8 +140,8 @@ def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 # cv2.filter2D correlates float32 images with kernels of >= 130 taps (13 px and up) through its
 # DFT, in float64, over blocks of at least 244 px; a 256 px tile needs 2x2 such blocks (256² DFTs)
 # for 268² px of data. Cut into tiles that each fit one smaller block, the same float64 sums take
-# 1.3-1.8x less time; both are the exact correlation rounded to float32 (at most an ulp apart, and equal on
-# every bench tile).
+# 1.3-1.8x less time; both are the exact correlation rounded to float32 (at most an ulp apart,
+# and equal on every bench tile).
 _DFT_MIN_TAPS = 130
 
 
