@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -244,8 +245,8 @@ class DaliDegrader:
 
     device: `cpu`, `gpu` or `auto` (GPU when `cuda_visible()`). Build it in the process that uses
     it: DALI must not be started before a fork. `num_threads` serves both DALI's CPU operators and
-    the preparation of per-sample inputs (`prepare`: recipe → arrays and noise fields; NumPy
-    releases the GIL while it fills the fields).
+    `pool`, the process's thread pool for the per-sample work around the graph (`prepare`: recipe →
+    arrays and noise fields, and the caller's decode/encode; NumPy and OpenCV release the GIL).
     """
 
     def __init__(self, batch_size: int = 32, device: str = "auto", num_threads: int | None = None) -> None:
@@ -256,12 +257,26 @@ class DaliDegrader:
         self.gpu = cuda_visible() if device == "auto" else device == "gpu"
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._pipe = _build_pipeline(batch_size, self.gpu, self.num_threads)
 
     @property
     def device(self) -> str:
         return "gpu" if self.gpu else "cpu"
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """`num_threads` threads, started on first use; shared with callers so that a process runs
+        one pool, not one for the graph's inputs and another for its own decode/encode."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="dali-host")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop `pool` (the graph stays usable; a later call starts a new pool)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def prepare(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[dict[str, np.ndarray]]:
         """The graph's inputs for each sample (thread-safe; may run ahead of `run_prepared`).
@@ -279,10 +294,7 @@ class DaliDegrader:
                 raise ValueError(f"hr must be (H, W, 3) uint8 RGB, got {hr.shape} {hr.dtype}")
         if self.num_threads <= 1 or len(hrs) == 1:
             return [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="dali-inputs")
-        return list(self._pool.map(_sample_inputs, hrs, recipes))
+        return list(self.pool.map(_sample_inputs, hrs, recipes))
 
     def run_prepared(self, samples: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Run the graph on inputs from `prepare` → LR tiles ((h, w, 3) uint8 RGB), same order."""

@@ -9,6 +9,7 @@ depend on `workers` or `batch_size`.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -236,16 +237,14 @@ def _dali_device(backend: str) -> str:
 
 
 def _init_dali_worker(ctx: _Context, batch_size: int, threads: int) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     from .dali_backend import DaliDegrader
     _init_worker(ctx)
     _WORKER["dali"] = DaliDegrader(batch_size, _dali_device(ctx.backend), threads)
-    _WORKER["threads"] = ThreadPoolExecutor(threads)
 
 
 def _run_dali(task: list[Job]) -> list[Result]:
-    ctx, pool, degrader = _WORKER["ctx"], _WORKER["threads"], _WORKER["dali"]
+    ctx, degrader = _WORKER["ctx"], _WORKER["dali"]
+    pool = degrader.pool
     prepared, todo, inputs = _prepare_batch(ctx, task, _WORKER["shards"], pool, degrader)
     lrs = degrader.run_prepared(inputs) if todo else []
     return _finish_batch(ctx, prepared, todo, lrs, pool)
@@ -270,7 +269,8 @@ def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int)
     from .dali_backend import DaliDegrader
     degrader = DaliDegrader(batch_size, _dali_device(ctx.backend), threads)
     shards = ShardSet(ctx.source.path) if ctx.source.is_set else None
-    with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(1) as ahead:
+    pool = degrader.pool
+    with contextlib.closing(degrader), ThreadPoolExecutor(1) as ahead:
         upcoming = ahead.submit(_prepare_batch, ctx, tasks[0], shards, pool, degrader) if tasks else None
         for i in range(len(tasks)):
             prepared, todo, inputs = upcoming.result()
