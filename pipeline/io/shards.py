@@ -166,14 +166,13 @@ class ShardSet:
         return sorted(self.index["shard"].unique())
 
     def members_of(self, key: str) -> list[str]:
-        row = self._row(key)
-        return [col for col, (_, sizes) in self._spans.items() if sizes[row] >= 0]
+        return self._members_at(self._row(key))
 
     def read(self, key: str, exts: Iterable[str] | None = None) -> dict[str, bytes]:
         """Members of sample `key` (all, or those in `exts`), read by offset from its shard."""
         row = self._row(key)
         cols = {member_column(e): e for e in (exts or [])}
-        wanted = [c for c in self.members_of(key) if not exts or c in cols]
+        wanted = [c for c in self._members_at(row) if not exts or c in cols]
         out: dict[str, bytes] = {}
         shard = self.path / self._shard_of[row]
         with open(shard, "rb") as f:
@@ -191,6 +190,9 @@ class ShardSet:
         """(key, members) in stored order, streaming each tar once."""
         for name in shards if shards is not None else self.shards:
             yield from iter_tar(self.path / name)
+
+    def _members_at(self, row: int) -> list[str]:
+        return [col for col, (_, sizes) in self._spans.items() if sizes[row] >= 0]
 
     def _column(self, name: str) -> np.ndarray:
         """An int64 index column with -1 where the member is absent."""
