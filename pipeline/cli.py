@@ -54,8 +54,10 @@ def _degrade_cfg(args: argparse.Namespace):
 def _degrade(args: argparse.Namespace) -> int:
     from pipeline.degrade import run
     from pipeline.io.atomic import atomic_dir
+    from pipeline.parallel import keep_freed_memory
 
     cfg = _degrade_cfg(args)
+    keep_freed_memory()  # a CLI process: reuse freed arrays instead of faulting in new ones
     with atomic_dir(args.out) as tmp:
         stats = run.degrade_set(Path(args.input), tmp, cfg, seed=args.seed, scale=args.scale)
     print(f"degrade: {stats} -> {args.out}")

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "degrade"))
     from pipeline.degrade.ranks import degrade_ranks
+    from pipeline.parallel import keep_freed_memory
 
+    keep_freed_memory()  # this process is ours: reuse freed arrays instead of faulting in new ones
     # atomic: written to a temporary sibling of paths.lr and renamed into place when complete
     stats = degrade_ranks(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale)
     if stats is None:
