@@ -68,6 +68,25 @@ def test_official_webdataset_reads_our_shards(tmp_path):
     assert got[3]["hr.png"] == samples[3].members["hr.png"]
 
 
+@pytest.mark.parametrize("sizes", [[], [0], [1, 511, 512, 513], [10240 - 1024], [3000] * 7])
+def test_tar_writer_writes_the_bytes_tarfile_writes(tmp_path, sizes):
+    from pipeline.io.shards import _TarWriter
+
+    members = [(f"k{i:03d}." + ("x" * 120 if i == 1 else "lr.png"), bytes([i % 251]) * n)  # a GNU long name
+               for i, n in enumerate(sizes)]
+    ours = _TarWriter(tmp_path / "ours.tar")
+    offsets = [ours.add(name, data) for name, data in members]
+    ours.close()
+    with tarfile.open(tmp_path / "std.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o644, "", ""
+            tar.addfile(info, io.BytesIO(data))
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "std.tar").read_bytes()
+    with tarfile.open(tmp_path / "ours.tar") as tar:
+        assert [m.offset_data for m in tar.getmembers()] == offsets
+
+
 def _tar_with(path, names):
     with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
         for name in names:

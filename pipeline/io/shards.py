@@ -12,7 +12,6 @@ Reading never extracts by path: members are read by offset, and names are valida
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -116,27 +115,37 @@ def write_index(set_dir: str | os.PathLike, index: pd.DataFrame) -> None:
 
 
 class _TarWriter:
-    """Deterministic tar writer that reports the data offset of each member."""
+    """Deterministic GNU tar writer that reports the data offset of each member.
+
+    Writes the bytes `tarfile.TarFile.addfile`/`close` would (each header from `TarInfo.tobuf`, data
+    padded to 512-byte blocks, two zero blocks, the last 10 KiB record filled), without building the
+    header twice and copying the data through a file object for every member (~0.4 ms a member).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._f = open(path, "wb")
-        self._tar = tarfile.open(fileobj=self._f, mode="w", format=_FORMAT)
-        self.data_bytes = 0
+        self.offset = 0      # bytes written
+        self.data_bytes = 0  # member bytes written
 
     def add(self, name: str, data: bytes) -> int:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = len(data), 0, 0o644
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        header = len(info.tobuf(_FORMAT, tarfile.ENCODING, "surrogateescape"))
-        offset = self._tar.offset + header
-        self._tar.addfile(info, io.BytesIO(data))
+        header = info.tobuf(_FORMAT, tarfile.ENCODING, "surrogateescape")
+        start = self.offset + len(header)
+        pad = -len(data) % tarfile.BLOCKSIZE
+        self._f.write(header)
+        self._f.write(data)
+        self._f.write(tarfile.NUL * pad)
+        self.offset = start + len(data) + pad
         self.data_bytes += len(data)
-        return offset
+        return start
 
     def close(self) -> None:
-        self._tar.close()
+        end = self.offset + 2 * tarfile.BLOCKSIZE
+        self._f.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE))
         self._f.close()
 
 
