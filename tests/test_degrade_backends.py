@@ -77,6 +77,18 @@ def test_quantize_clips_and_rounds_half_away_from_zero():
     assert ref.quantize(x).tolist() == [1, 2, 3, 128, 0, 255]
 
 
+def test_quantize_rounds_as_float64_would_next_to_every_half():
+    # inputs within 64 float32 steps of (k + 0.5) / 255 for every k and of 0: where x·255 lands next to
+    # a rounding boundary, and where float32 v + 0.5 could round across an integer (v just below 0.5)
+    centers = np.concatenate([(np.arange(256) + 0.5) / 255, [0.0]]).astype(np.float32)
+    x = (centers.view(np.int32)[:, None] + np.arange(-64, 65, dtype=np.int32)[None, :]).view(np.float32).ravel()
+    x = x[np.isfinite(x)]
+    v = np.clip(x * np.float32(255.0), 0.0, 255.0)
+    expected = (v.astype(np.float64) + 0.5).astype(np.uint8)  # exact floor(v + 0.5)
+    assert np.count_nonzero(v == np.nextafter(np.float32(0.5), np.float32(0))) == 1  # the hard case is in
+    assert np.array_equal(ref.quantize(x), expected)
+
+
 def test_jpeg_is_a_libjpeg_round_trip_of_the_bgr_image(photo):
     x = ref.to_float(photo)
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 40])

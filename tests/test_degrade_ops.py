@@ -42,15 +42,28 @@ def test_unsharp_mask_equals_the_float_formula_bit_for_bit(shape, size, weight, 
 
 @pytest.mark.parametrize("vals", [1, 2, 16, 256])
 def test_poisson_tables_are_cdfs_and_guides(vals):
-    cdf, guide, m = ref._poisson_tables(vals)
+    cdf, cells, m = ref._poisson_tables(vals)
     cdf = cdf.reshape(256, m)
-    guide = guide.reshape(256, ref.POISSON_GUIDE + 1)
     assert np.all(np.diff(cdf, axis=1) >= 0) and np.all(cdf[:, -1] == 1.0)
     lam = np.arange(256) * vals / 255
     ks = np.arange(m - 1)  # the last column is set to 1
     np.testing.assert_allclose(cdf[:, :-1], stats.poisson.cdf(ks[None, :], lam[:, None]), rtol=1e-12, atol=1e-300)
     assert np.all(stats.poisson.sf(m - 2, lam) < 1e-30)
-    assert np.all(np.diff(guide.astype(int), axis=1) >= 0) and guide.max() < m
+    cells = cells.reshape(256, ref.POISSON_GUIDE)
+    lo, hi = cells & 0xFFFF, (cells & 0xFFFF) + (cells >> 16)
+    assert np.all(hi[:, :-1] == lo[:, 1:]) and hi.max() < m  # brackets tile each level's counts
+    bounds = np.arange(ref.POISSON_GUIDE) / ref.POISSON_GUIDE  # lo = min{k : cdf(k) > b/G}
+    rows = np.arange(256)[:, None]
+    assert np.all(cdf[rows, lo] > bounds) and np.all(np.where(lo > 0, cdf[rows, np.maximum(lo - 1, 0)] <= bounds, True))
+
+
+@pytest.mark.parametrize("vals", [1, 16, 256])
+def test_poisson_counts_are_the_plain_inversion_of_each_uniform(vals):
+    levels = np.random.default_rng(vals).integers(0, 256, (61, 67, 3)).astype(np.uint8)
+    cdf, _, m = ref._poisson_tables(vals)
+    u = np.random.default_rng(99).random(levels.size)
+    expected = [np.searchsorted(cdf[lv * m:(lv + 1) * m], x, side="right") for lv, x in zip(levels.ravel().tolist(), u)]
+    assert np.array_equal(ref.poisson_counts(levels, vals, seed=99).ravel(), expected)
 
 
 @pytest.mark.parametrize("vals,levels", [(256, (0, 1, 3, 40, 128, 200, 255)), (4, (0, 17, 64, 255)), (1, (255,))])
@@ -58,7 +71,7 @@ def test_poisson_counts_follow_the_poisson_law_per_level(vals, levels):
     n = 40_000
     img = np.repeat(np.array(levels, np.uint8), n).reshape(len(levels), n)
     counts = ref.poisson_counts(img, vals, seed=11)
-    assert counts.shape == img.shape and counts.dtype == np.int64
+    assert counts.shape == img.shape and counts.dtype == np.int32
     for row, level in zip(counts, levels):
         lam = level * vals / 255
         if lam == 0:

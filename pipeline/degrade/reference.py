@@ -81,10 +81,18 @@ def plan_shapes(recipe: Recipe, hr_shape: tuple[int, int]) -> list[tuple[int, in
 
 # ---- ops: (H, W, 3) float32 in [0, 1] (give or take overshoot) → same -----------------------------
 
+# The largest float32 below 0.5: the one value in [0, 255] whose float32 sum with 0.5 rounds up to the
+# next integer (to 1.0). Every other v + 0.5 is exact or stays below it (checked over all float32 in [0, 255]).
+_BELOW_HALF = np.nextafter(np.float32(0.5), np.float32(0.0))
+
+
 def quantize(img: np.ndarray) -> np.ndarray:
     """float32 [0, 1] → uint8: clip(x·255, 0, 255) rounded half away from zero."""
-    v = np.clip(img * np.float32(255.0), 0.0, 255.0)
-    return (v.astype(np.float64) + 0.5).astype(np.uint8)
+    v = img * np.float32(255.0)
+    np.clip(v, 0.0, 255.0, out=v)
+    v[v == _BELOW_HALF] = 0.0  # so that floor(v + 0.5) can stay in float32
+    v += np.float32(0.5)
+    return v.astype(np.uint8)
 
 
 def usm_sigma(size: int) -> float:
@@ -229,20 +237,23 @@ def add_gaussian_noise(img: np.ndarray, sigma: float, gray_noise: bool, seed: in
 def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Inversion tables of Poisson(l·vals/255) for the 256 levels l (cached per process; vals <= 256).
 
-    Returns (cdf, guide, m), row-major by level: cdf[l·m + k] = P(X <= k) for k < m, float64 from
+    Returns (cdf, cells, m), row-major by level: cdf[l·m + k] = P(X <= k) for k < m, float64 from
     `scipy.special.pdtr`, last column set to 1 (m = vals + 12√vals + 21, so the tail it drops is
-    below 1e-30); guide[l·(G+1) + b] = min{k : cdf_l(k) > b/G}, with b/G read as 1 - 2⁻⁵³ for b = G.
+    below 1e-30). cells[l·G + b] packs the guide table's bracket for u in [b/G, (b+1)/G): its low 16
+    bits are lo = min{k : cdf_l(k) > b/G}, its high bits hi - lo, hi the same for (b+1)/G (read as
+    1 - 2⁻⁵³ for b + 1 = G), so the count is in [lo, hi] and is lo when hi = lo.
     """
     lam = np.arange(256, dtype=np.float64) * vals / 255.0
     m = int(vals + 12 * math.sqrt(vals)) + 21
     cdf = special.pdtr(np.arange(m, dtype=np.float64)[None, :], lam[:, None])
     cdf[:, -1] = 1.0
-    cells = np.arange(POISSON_GUIDE, dtype=np.float64) / POISSON_GUIDE
-    guide = np.empty((256, POISSON_GUIDE + 1), np.int16)  # small: it is read at random
+    bounds = np.arange(POISSON_GUIDE, dtype=np.float64) / POISSON_GUIDE
+    guide = np.empty((256, POISSON_GUIDE + 1), np.int32)
     for level in range(256):
-        guide[level, :-1] = np.searchsorted(cdf[level], cells, side="right")
+        guide[level, :-1] = np.searchsorted(cdf[level], bounds, side="right")
     guide[:, -1] = np.argmax(cdf == 1.0, axis=1)  # u < 1 never goes past the first P(X <= k) = 1
-    return cdf.ravel(), guide.ravel(), m
+    cells = guide[:, :-1] | (np.diff(guide, axis=1) << 16)  # one gather per draw instead of two
+    return cdf.ravel(), cells.ravel(), m
 
 
 def poisson_counts(levels: np.ndarray, vals: int, seed: int) -> np.ndarray:
@@ -253,15 +264,19 @@ def poisson_counts(levels: np.ndarray, vals: int, seed: int) -> np.ndarray:
     gives it outright for ~94 % of draws, a bisection between the cell's bounds finds the rest.
     (SciPy's `DiscreteGuideTable` does this for one distribution; here each pixel has its own.)
 
-    levels: uint8 array, any shape. vals: a power of two <= 256. Returns int64 of the same shape.
+    levels: uint8 array, any shape. vals: a power of two <= 256. Returns int32 of the same shape.
     """
-    cdf, guide, m = _poisson_tables(vals)
+    cdf, cells, m = _poisson_tables(vals)
     u = np.random.default_rng(seed).random(levels.size)
-    row = levels.ravel().astype(np.intp)
-    cell = row * (POISSON_GUIDE + 1) + (u * POISSON_GUIDE).astype(np.intp)
-    counts, upper = guide.take(cell).astype(np.int64), guide.take(cell + 1)
-    todo = np.flatnonzero(counts < upper)
-    lo, hi, u, start = counts[todo], upper[todo].astype(np.int64), u[todo], row[todo] * m
+    level = levels.ravel()
+    cell = (u * POISSON_GUIDE).astype(np.int32)
+    cell += level * np.int32(POISSON_GUIDE)
+    bracket = cells.take(cell)
+    counts = bracket & 0xFFFF
+    todo = np.flatnonzero(bracket >= 1 << 16)
+    lo = counts[todo]
+    hi = lo + (bracket[todo] >> 16)
+    u, start = u[todo], level[todo].astype(np.intp) * m
     while todo.size:  # bisection; the answer stays in [lo, hi]
         mid = (lo + hi) >> 1
         above = cdf.take(start + mid) <= u
@@ -281,10 +296,11 @@ def add_poisson_noise(img: np.ndarray, scale: float, gray_noise: bool, seed: int
     """
     base_q = quantize(gray(img) if gray_noise else img)
     vals = poisson_levels(base_q)
-    base = base_q.astype(np.float64) / 255.0
-    counts = poisson_counts(base_q, vals, seed)
-    noise = ((counts / vals - base) * scale).astype(np.float32)
-    return np.clip(img + noise, 0.0, 1.0)
+    noise = np.divide(poisson_counts(base_q, vals, seed), vals, dtype=np.float64)
+    noise -= base_q / 255.0
+    noise *= scale
+    out = img + noise.astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def add_camera_noise(img: np.ndarray, shot: float, read: float, seed: int) -> np.ndarray:
