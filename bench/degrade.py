@@ -4,9 +4,11 @@
     python bench/degrade.py --gpu [--tiles 4096] [--workers 16]       # on a GPU machine
 
 Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe → PNG encode):
-  reference, 1 process     apply_recipe in this process, OpenCV on one thread
+  reference, 1 process     apply_recipe in this process, OpenCV on one thread (keeping freed
+                           memory, as the stage's processes do: pipeline.parallel.keep_freed_memory)
   auto, N workers          degrade_set(backend=auto) on an HR shard set: shard read, N spawned
-                           workers, shard + index write (report excluded; pool start-up included)
+                           workers, shard + index write (report excluded; pool start-up included),
+                           also with the workers on glibc's default malloc, for comparison
   dali cpu                 DaliDegrader(device=cpu), batches of 32, decode/encode in this process
   dali gpu                 the same on the GPU, when CUDA is visible
 With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
@@ -36,6 +38,7 @@ from pipeline.degrade import reference as ref  # noqa: E402
 from pipeline.degrade.kernels import gaussian_kernel, sinc_kernel  # noqa: E402
 from pipeline.io.images import decode_png, encode_png  # noqa: E402
 from pipeline.io.shards import Sample, write_shard_set  # noqa: E402
+from pipeline.parallel import keep_freed_memory  # noqa: E402
 from pipeline.params import build  # noqa: E402
 
 TILE = 256
@@ -86,12 +89,27 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
         write_shard_set(hr, (Sample(tile_key(i), {"hr.png": t}, {"height": TILE, "width": TILE})
                              for i, t in enumerate(tiles)), set_name="hr")
         cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0}, "degrade")
-        before = _children_cpu()
+        before, faults = _children_cpu(), _children_faults()
         stats = degrade_set(hr, Path(tmp) / "lr", cfg, seed=SEED, scale=4, progress=False)
     worker_ms = (_children_cpu() - before) / max(stats["samples"], 1) * 1e3
     if worker_ms > 0:
-        print(f"auto: {worker_ms:.1f} ms of worker CPU per tile (worker start-up included)")
+        print(f"auto: {worker_ms:.1f} ms of worker CPU and {(_children_faults() - faults) / max(stats['samples'], 1):.0f} "
+              f"page faults per tile (worker start-up included)")
     return stats["samples"] / stats["seconds"], stats["backend"]
+
+
+def bench_auto_default_malloc(tiles: list[bytes], workers: int) -> float:
+    """`bench_auto` with workers on glibc's default malloc (before `keep_freed_memory`)."""
+    os.environ["REALSYNTH_KEEP_FREED_MEMORY"] = "0"  # spawned workers inherit it
+    try:
+        return bench_auto(tiles, workers)[0]
+    finally:
+        del os.environ["REALSYNTH_KEEP_FREED_MEMORY"]
+
+
+def _children_faults() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
 
 
 def _children_cpu() -> float:
@@ -220,8 +238,11 @@ def main() -> None:
     if args.gpu:
         gpu_rows(tiles, cfg, args.workers)
         return
+    keep_freed_memory()  # this process stands for the stage's, which keeps freed memory
     rows = [("reference, 1 process", bench_reference(tiles, cfg))]
+    before = bench_auto_default_malloc(tiles, args.workers)
     auto, backend = bench_auto(tiles, args.workers)
+    rows.append((f"auto ({backend}), {args.workers} workers, workers on glibc's default malloc (before)", before))
     rows.append((f"auto ({backend}), {args.workers} workers, shard set in/out", auto))
     if not args.no_dali:
         rows.append(("dali cpu, batch 32", bench_dali(tiles, cfg, "cpu", args.workers)))

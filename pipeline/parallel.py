@@ -48,9 +48,10 @@ def keep_freed_memory() -> bool:
 
     Only for processes realsynth owns (stage processes and pool workers): it trades up to
     ~256 MB of retained heap for no page faults on the next array of the same size. Returns
-    whether it took effect (False off glibc, e.g. macOS or musl).
+    whether it took effect: False off glibc (macOS, musl) or with REALSYNTH_KEEP_FREED_MEMORY=0
+    in the environment (pool workers inherit it).
     """
-    if not sys.platform.startswith("linux"):
+    if os.environ.get("REALSYNTH_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pipeline.parallel import ordered_map
+from pipeline.parallel import keep_freed_memory, ordered_map
 
 from conftest import ROOT
 
@@ -40,6 +40,11 @@ def test_keep_freed_memory_stops_page_faults_on_reused_arrays():
     _, default = _faults("default")
     assert default >= 100 * 1000  # glibc hands the 8.7 MB back on free, so every round faults it in
     assert kept < 100  # the freed blocks are reused from the heap
+
+
+def test_keep_freed_memory_can_be_turned_off_from_the_environment(monkeypatch):
+    monkeypatch.setenv("REALSYNTH_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
 
 
 def _square(x: int) -> int:
