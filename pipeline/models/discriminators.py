@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
 from pipeline.models.unet import NORMS, norm_layers
+from pipeline.models.weight_init import pix2pix_normal_
 
 
 def _check_positive(arch: str, **values: int) -> None:
@@ -143,7 +144,7 @@ class NLayerDiscriminator(nn.Module):
 
     conv(4, stride 2) + LeakyReLU 0.2; (n_layers - 1) × conv(4, stride 2) + norm + LeakyReLU with
     channels feat·min(2^n, 8); conv(4, stride 1) + norm + LeakyReLU; conv(4, stride 1) to 1 channel.
-    Layers live in `model` (an nn.Sequential) as in pix2pix.
+    Layers live in `model` (an nn.Sequential) as in pix2pix; weights start as pix2pix's (N(0, 0.02)).
 
     Args:
         num_in_ch: input channels.
@@ -173,6 +174,7 @@ class NLayerDiscriminator(nn.Module):
                        *norm_layers(norm, num_feat * mult), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(num_feat * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
+        pix2pix_normal_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -189,7 +191,8 @@ class DCGANDiscriminator(nn.Module):
     """Global DCGAN-style discriminator: one logit per image, for any input size ≥ 2^(n_layers+2).
 
     conv(4, stride 2) + LeakyReLU 0.2, then (n_layers - 1) × conv(4, stride 2) + norm + LeakyReLU
-    doubling the channels; adaptive average pooling to 4×4; a 4×4 valid conv to one logit.
+    doubling the channels; adaptive average pooling to 4×4; a 4×4 valid conv to one logit. Weights
+    start as DCGAN's (N(0, 0.02)).
 
     Args:
         num_in_ch: input channels.
@@ -216,6 +219,7 @@ class DCGANDiscriminator(nn.Module):
                        *norm_layers(norm, num_feat * 2**n), nn.LeakyReLU(0.2, True)]
         layers += [nn.AdaptiveAvgPool2d(4), nn.Conv2d(num_feat * 2 ** (n_layers - 1), 1, 4, 1, 0)]
         self.model = nn.Sequential(*layers)
+        pix2pix_normal_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .weight_init import scaled_kaiming_
+
 SCALES = (1, 2, 4, 8)
 RES_SCALE = 0.2  # residual scaling of every dense block and every RRDB
 LRELU_SLOPE = 0.2
@@ -32,7 +34,7 @@ class ResidualDenseBlock(nn.Module):
     """Five densely connected 3×3 convs; (B, num_feat, H, W) → same shape.
 
     conv_k sees num_feat + (k-1)·num_grow_ch channels; the fifth maps back to num_feat and is added
-    to the input scaled by 0.2.
+    to the input scaled by 0.2. The convs start as BasicSR's (Kaiming-normal × 0.1, zero bias).
     """
 
     def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
@@ -42,6 +44,7 @@ class ResidualDenseBlock(nn.Module):
         self.conv3 = _conv3(num_feat + 2 * num_grow_ch, num_grow_ch)
         self.conv4 = _conv3(num_feat + 3 * num_grow_ch, num_grow_ch)
         self.conv5 = _conv3(num_feat + 4 * num_grow_ch, num_feat)
+        scaled_kaiming_((self.conv1, self.conv2, self.conv3, self.conv4, self.conv5))  # BasicSR's init
 
     def forward(self, x: Tensor) -> Tensor:
         feats = [x]

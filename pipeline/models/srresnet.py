@@ -19,6 +19,8 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .weight_init import scaled_kaiming_
+
 SCALES = (1, 2, 3, 4, 8)
 VARIANTS = ("srgan", "msrresnet")
 _STAGES = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
@@ -46,6 +48,7 @@ class ResidualBlockNoBN(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        scaled_kaiming_((self.conv1, self.conv2))  # BasicSR's init
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -116,6 +119,8 @@ class SRResNet(nn.Module):
                 setattr(self, f"upconv{i}", nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1))
             self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+            scaled_kaiming_([self.conv_first, self.conv_hr, self.conv_last] +
+                            [getattr(self, f"upconv{i}") for i in range(1, len(stages) + 1)])  # as MSRResNet
         self._stages = stages
 
     def forward(self, x: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ Encoder: `depth` stride-2 4×4 convs (LeakyReLU 0.2 before each but the first, n
 the first and the innermost), channels ngf·min(2^i, 8). Decoder: stride-2 4×4 transposed convs
 (ReLU before, norm after all but the outermost, optional dropout 0.5 in the middle blocks), each
 fed the concatenation of the previous decoder output and the encoder skip at its resolution.
+Weights start as pix2pix's (N(0, 0.02); batch-norm scales N(1, 0.02)).
 
 Differences from pix2pix, for SR on [0, 1] images:
 - no final Tanh; the network predicts a residual added to its input (`out = x + unet(x)`);
@@ -17,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .weight_init import pix2pix_normal_
 
 NORMS = ("batch", "instance", "none")
 
@@ -97,6 +100,7 @@ class UNetGenerator(nn.Module):
                 if use_dropout and not inner:
                     layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
+        pix2pix_normal_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.scale > 1:
