@@ -61,25 +61,28 @@ def keep_freed_memory() -> bool:
                 and mallopt(_MALLOC_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
 
 
-def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
-    keep_freed_memory()
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple, reuse_memory: bool) -> None:
+    if reuse_memory:
+        keep_freed_memory()
     if initializer is not None:
         initializer(*initargs)
 
 
 @contextlib.contextmanager
 def worker_pool(workers: int = 0, initializer: Callable[..., None] | None = None,
-                initargs: tuple = ()) -> Iterator[MapFn]:
+                initargs: tuple = (), *, reuse_memory: bool = False) -> Iterator[MapFn]:
     """Yield `pmap(fn, items, desc="")`: an ordered map on `workers` spawned processes
     (1 → in this process). `fn` must be a module-level function; its exceptions propagate.
-    Workers keep freed memory for reuse (`keep_freed_memory`); this process is left as it is."""
+    reuse_memory: the workers keep freed memory (`keep_freed_memory`), for jobs that allocate and
+    free many arrays of a few MB each (degrade); this process is left as it is either way."""
     n = resolve_workers(workers)
     if n == 1:
         if initializer is not None:
             initializer(*initargs)
         yield lambda fn, items, desc="": _progress(map(fn, items), items, desc)
         return
-    with mp.get_context("spawn").Pool(n, initializer=_start_worker, initargs=(initializer, initargs)) as pool:
+    with mp.get_context("spawn").Pool(n, initializer=_start_worker,
+                                         initargs=(initializer, initargs, reuse_memory)) as pool:
         yield lambda fn, items, desc="": _progress(pool.imap(fn, items, chunksize=1), items, desc)
 
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pipeline.parallel import keep_freed_memory, ordered_map
+from pipeline.parallel import keep_freed_memory, ordered_map, worker_pool
 
 from conftest import ROOT
 
@@ -45,6 +45,30 @@ def test_keep_freed_memory_stops_page_faults_on_reused_arrays():
 def test_keep_freed_memory_can_be_turned_off_from_the_environment(monkeypatch):
     monkeypatch.setenv("REALSYNTH_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
+
+
+def _recipe_faults(_: int) -> int:
+    """Page faults of 20 rounds of the allocation pattern in `_FAULTS`, in this process."""
+    import resource
+
+    import numpy as np
+    sizes = [256 * 256 * 3, 300 * 300 * 3, 340 * 340 * 3, 384 * 384 * 3]
+    [np.ones(n, np.float32) + 1 for n in sizes]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        [np.ones(n, np.float32) + 1 for n in sizes]
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_worker_pool_keeps_freed_memory_only_when_asked():
+    if _faults("keep")[0] != "True":
+        pytest.skip("not glibc")
+    with worker_pool(2, reuse_memory=True) as pmap:
+        kept = list(pmap(_recipe_faults, range(2)))
+    with worker_pool(2) as pmap:
+        default = list(pmap(_recipe_faults, range(2)))
+    assert max(kept) < 20 and min(default) > 20 * 1000
 
 
 def _square(x: int) -> int:

@@ -201,7 +201,7 @@ def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size:
         finally:
             cv2.setNumThreads(threads)
         return
-    with worker_pool(workers, initializer=_init_worker, initargs=(ctx,)) as pmap:
+    with worker_pool(workers, initializer=_init_worker, initargs=(ctx,), reuse_memory=True) as pmap:
         for results in pmap(_run_reference, tasks):
             yield from results
 
@@ -262,7 +262,8 @@ def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int)
     processes = min(len(tasks), threads // GPU_CORES_PER_PROCESS) if ctx.backend == "dali-gpu" else 1
     if processes > 1:
         per = max(1, threads // processes)
-        with worker_pool(processes, initializer=_init_dali_worker, initargs=(ctx, batch_size, per)) as pmap:
+        with worker_pool(processes, initializer=_init_dali_worker, initargs=(ctx, batch_size, per),
+                         reuse_memory=True) as pmap:
             for results in pmap(_run_dali, tasks):
                 yield from results
         return
