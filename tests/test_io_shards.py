@@ -122,3 +122,20 @@ def test_atomic_dir_replaces_a_previous_output_whole(tmp_path):
         atomic_write_text(tmp / "new.txt", "new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["set"]
+
+
+def test_shard_set_read_checks_each_member_against_its_tar_header(tmp_path):
+    import pandas as pd
+
+    samples = _samples(3)
+    write_shard_set(tmp_path, samples, set_name="hr")
+    assert ShardSet(tmp_path).read("s0001") == dict(samples[1].members)
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    index.loc[0, ["offset_hr_png", "size_hr_png"]] = index.loc[1, ["offset_hr_png", "size_hr_png"]].to_numpy()
+    index.to_parquet(tmp_path / "index.parquet", index=False)  # a stale index: s0000 points at s0001's PNG
+    with pytest.raises(ShardError, match=r"hr-000000.tar: sample 's0000'.*'s0001.hr.png', not 's0000.hr.png'"):
+        ShardSet(tmp_path).read("s0000", ["hr.png"])
+    shard = tmp_path / "hr-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:1500])  # truncated inside s0000's PNG
+    with pytest.raises(ShardError, match="runs past the end of the shard"):
+        ShardSet(tmp_path).read("s0001", ["hr.png"])

@@ -1,8 +1,8 @@
 """Random access to shard-set members through `index.parquet` offsets, checked against the tar.
 
-The index is trusted only as far as the tar confirms it: every read takes the 512-byte tar header
-in front of the member's data as well, and checks that it names `<key>.<ext>` with the indexed
-size. A stale or tampered index, a truncated shard, or a member name with a path separator
+The index is trusted only as far as the tar confirms it: every read (`pipeline.io.shards.read_member_at`)
+takes the 512-byte tar header in front of the member's data as well, and checks that it names
+`<key>.<ext>` with the indexed size. A stale or tampered index, a truncated shard, or a member name with a path separator
 therefore fails with one `ShardError` naming the shard and the key, never with silent garbage.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io.shards import INDEX, ShardError, member_column
+from pipeline.io.shards import INDEX, ShardError, member_column, read_member_at
 
-_BLOCK = 512
 _MAX_OPEN = 64  # shard files kept open per process
 
 
@@ -78,10 +77,7 @@ class MemberTable:
         offset, size = int(self.offsets[ext][i]), int(self.sizes[ext][i])
         if offset < 0 or size < 0:
             raise ShardError(f"{shard}: sample {key!r} has no {ext} member")
-        if offset < _BLOCK:
-            raise ShardError(f"{shard}: sample {key!r}: {ext} offset {offset} leaves no room for its tar header; "
-                             "the index disagrees with the tar")
-        return _pread_member(self._fd(int(self.shard_of[i])), offset, size, shard, key, ext)
+        return read_member_at(self._fd(int(self.shard_of[i])), offset, size, shard, key, ext)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -115,47 +111,6 @@ class MemberTable:
             pass
 
 
-def read_member(path: str | os.PathLike, key: str, ext: str, offset: int, size: int) -> bytes:
-    """Member `<key>.<ext>` of the shard at `path`, by its indexed data `offset` and `size`, checked
-    against its tar header. Raises ShardError as `MemberTable.read`."""
-    path = Path(path)
-    if offset < _BLOCK or size < 0:
-        raise ShardError(f"{path.name}: sample {key!r}: {ext} at offset {offset} (size {size}) is not a member's data; "
-                         "the index disagrees with the tar")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _pread_member(fd, offset, size, path.name, key, ext)
-    finally:
-        os.close(fd)
-
-
-def _pread_member(fd: int, offset: int, size: int, shard: str, key: str, ext: str) -> bytes:
-    buf = os.pread(fd, _BLOCK + size, offset - _BLOCK)
-    if len(buf) < _BLOCK + size:
-        raise ShardError(f"{shard}: sample {key!r}: {ext} runs past the end of the shard (truncated shard?)")
-    _check_header(buf[:_BLOCK], f"{key}.{ext}", size, shard, key)
-    return buf[_BLOCK:]
-
-
 def _ints(col: pd.Series) -> np.ndarray:
     """Offsets/sizes as int64, -1 where the sample has no such member (NaN in the index)."""
     return col.fillna(-1).to_numpy(dtype=np.int64)
-
-
-def _check_header(header: bytes, expected: str, size: int, shard: str, key: str) -> None:
-    name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-    if "/" in name or "\\" in name or ".." in name:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r}: path separators and '..' are not allowed")
-    if name.encode() != expected.encode()[:100]:
-        raise ShardError(f"{shard}: sample {key!r}: the index points at member {name or '<no header>'!r}, "
-                         f"not {expected!r}; the index disagrees with the tar")
-    if header[156:157] not in (b"0", b"\0"):
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} is not a regular file")
-    field = header[124:136]
-    try:
-        stored = int.from_bytes(field[1:], "big") if field[0] & 0x80 else int(field.strip(b"\0 ") or b"0", 8)
-    except ValueError:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} has a corrupt tar header") from None
-    if stored != size:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} holds {stored} bytes but the index says {size}; "
-                         "the index disagrees with the tar")

@@ -178,21 +178,21 @@ class ShardSet:
         return self._members_at(self._row(key))
 
     def read(self, key: str, exts: Iterable[str] | None = None) -> dict[str, bytes]:
-        """Members of sample `key` (all, or those in `exts`), read by offset from its shard."""
+        """Members of sample `key` (all, or those in `exts`), read by offset from its shard and checked
+        against their tar headers (`read_member_at`)."""
         row = self._row(key)
         cols = {member_column(e): e for e in (exts or [])}
         wanted = [c for c in self._members_at(row) if not exts or c in cols]
         out: dict[str, bytes] = {}
         shard = self.path / self._shard_of[row]
-        with open(shard, "rb") as f:
+        fd = os.open(shard, os.O_RDONLY)
+        try:
             for col in wanted:
                 offsets, sizes = self._spans[col]
-                f.seek(int(offsets[row]))
-                size = int(sizes[row])
-                data = f.read(size)
-                if len(data) != size:
-                    raise ShardError(f"{shard.name}: sample {key!r} member {col} runs past the end of the shard")
-                out[cols.get(col, _ext_of(col, key, shard.name))] = data
+                ext = cols.get(col) or _ext_of(col, key, shard.name)
+                out[ext] = read_member_at(fd, int(offsets[row]), int(sizes[row]), shard.name, key, ext)
+        finally:
+            os.close(fd)
         return out
 
     def iter_samples(self, shards: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -257,3 +257,56 @@ def iter_tar(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
         raise ShardError(f"{path.name}: not a readable tar ({err})") from None
     if key is not None:
         yield key, members
+
+
+# ---- checked reads of one member by its indexed offset ------------------------------------------
+
+_BLOCK = 512  # tar block; a member's header is the block before its data
+
+
+def read_member(path: str | os.PathLike, key: str, ext: str, offset: int, size: int) -> bytes:
+    """Member `<key>.<ext>` of the shard at `path`, by its indexed data `offset` and `size`, checked
+    against its tar header. Raises ShardError as `read_member_at`."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_member_at(fd, offset, size, path.name, key, ext)
+    finally:
+        os.close(fd)
+
+
+def read_member_at(fd: int, offset: int, size: int, shard: str, key: str, ext: str) -> bytes:
+    """The `size` bytes at `offset` of the open shard `fd` (named `shard` in errors), read with the tar
+    header in front of them, which must name `<key>.<ext>` with that size.
+
+    Raises:
+        ShardError: the offset leaves no room for a header, the member runs past the end of the
+            shard, or the header names another member, size or a non-file (a stale or tampered index).
+    """
+    if offset < _BLOCK or size < 0:
+        raise ShardError(f"{shard}: sample {key!r}: {ext} at offset {offset} (size {size}) is not a member's data; "
+                         "the index disagrees with the tar")
+    buf = os.pread(fd, _BLOCK + size, offset - _BLOCK)
+    if len(buf) < _BLOCK + size:
+        raise ShardError(f"{shard}: sample {key!r}: {ext} runs past the end of the shard (truncated shard?)")
+    _check_header(buf[:_BLOCK], f"{key}.{ext}", size, shard, key)
+    return buf[_BLOCK:]
+
+
+def _check_header(header: bytes, expected: str, size: int, shard: str, key: str) -> None:
+    name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if "/" in name or "\\" in name or ".." in name:
+        raise ShardError(f"{shard}: sample {key!r}: member {name!r}: path separators and '..' are not allowed")
+    if name.encode() != expected.encode()[:100]:
+        raise ShardError(f"{shard}: sample {key!r}: the index points at member {name or '<no header>'!r}, "
+                         f"not {expected!r}; the index disagrees with the tar")
+    if header[156:157] not in (b"0", b"\0"):
+        raise ShardError(f"{shard}: sample {key!r}: member {name!r} is not a regular file")
+    field = header[124:136]
+    try:
+        stored = int.from_bytes(field[1:], "big") if field[0] & 0x80 else int(field.strip(b"\0 ") or b"0", 8)
+    except ValueError:
+        raise ShardError(f"{shard}: sample {key!r}: member {name!r} has a corrupt tar header") from None
+    if stored != size:
+        raise ShardError(f"{shard}: sample {key!r}: member {name!r} holds {stored} bytes but the index says {size}; "
+                         "the index disagrees with the tar")
