@@ -6,8 +6,9 @@ the same samples always give the same bytes. The index row of a sample carries `
 `sha256` (of its primary image, `lr.png` else `hr.png`), `offset_<ext>`/`size_<ext>` of every member
 (ext with '.' → '_'), and whatever columns the writing stage adds (height, width, split, recipe, ...).
 
-Reading never extracts by path: members are read by offset, and names are validated
-(no separators, no '..', no dotted keys) before anything is trusted.
+Reading never extracts by path: members are read by offset together with the tar header in front
+of them, which must name `<key>.<ext>` with the indexed size (`read_member_at`), and names are
+validated (no separators, no '..', no dotted keys) before anything is trusted.
 """
 from __future__ import annotations
 
