@@ -1,9 +1,10 @@
 """Random access to shard-set members through `index.parquet` offsets, checked against the tar.
 
-The index is trusted only as far as the tar confirms it: every read (`pipeline.io.shards.read_member_at`)
-takes the 512-byte tar header in front of the member's data as well, and checks that it names
-`<key>.<ext>` with the indexed size. A stale or tampered index, a truncated shard, or a member name with a path separator
-therefore fails with one `ShardError` naming the shard and the key, never with silent garbage.
+The index is trusted only as far as the tar confirms it: every read
+(`pipeline.io.shards.read_member_at`) takes the 512-byte tar header in front of the member's data as
+well, and checks that it names `<key>.<ext>` with the indexed size. A stale or tampered index, a
+truncated shard, or a member name with a path separator therefore fails with one `ShardError` naming
+the shard and the key, never with silent garbage.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io.shards import INDEX, ShardError, member_column, read_member_at
+from pipeline.io.shards import INDEX, ShardError, member_column, read_member_at, span_column
 
 _MAX_OPEN = 64  # shard files kept open per process
 
@@ -56,8 +57,8 @@ class MemberTable:
         self.keys = keys.to_numpy(dtype=object)
         self.shard_names = [str(s) for s in shard_names]
         self.shard_of = shard_of.astype(np.int32)
-        self.offsets = {e: _ints(index[f"offset_{member_column(e)}"]) for e in self.exts}
-        self.sizes = {e: _ints(index[f"size_{member_column(e)}"]) for e in self.exts}
+        self.offsets = {e: span_column(index[f"offset_{member_column(e)}"]) for e in self.exts}
+        self.sizes = {e: span_column(index[f"size_{member_column(e)}"]) for e in self.exts}
         self._fds: OrderedDict[int, int] = OrderedDict()
 
     def __len__(self) -> int:
@@ -109,8 +110,3 @@ class MemberTable:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
-
-
-def _ints(col: pd.Series) -> np.ndarray:
-    """Offsets/sizes as int64, -1 where the sample has no such member (NaN in the index)."""
-    return col.fillna(-1).to_numpy(dtype=np.int64)

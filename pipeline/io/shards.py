@@ -205,16 +205,20 @@ class ShardSet:
         return [col for col, (_, sizes) in self._spans.items() if sizes[row] >= 0]
 
     def _column(self, name: str) -> np.ndarray:
-        """An int64 index column with -1 where the member is absent."""
         if name not in self.index.columns:
             raise ShardError(f"{self.path / INDEX}: missing column {name!r}")
-        return self.index[name].fillna(-1).to_numpy(np.int64)
+        return span_column(self.index[name])
 
     def _row(self, key: str) -> int:
         try:
             return self._rows[key]
         except KeyError:
             raise KeyError(f"{self.path}: no sample with key {key!r}") from None
+
+
+def span_column(col: pd.Series) -> np.ndarray:
+    """An `offset_*`/`size_*` index column as int64, -1 where the sample has no such member (NaN)."""
+    return col.fillna(-1).to_numpy(dtype=np.int64)
 
 
 def _ext_of(col: str, key: str, shard: str) -> str:
