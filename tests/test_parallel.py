@@ -1,43 +1,42 @@
-import os
-import subprocess
+import multiprocessing as mp
 import sys
 
 import pytest
 
 from pipeline.parallel import keep_freed_memory, ordered_map, worker_pool
 
-from conftest import ROOT
 
-# In a fresh interpreter, 100 times: hold four arrays of 0.8-3.5 MB at once (a recipe's float32
-# images of 256-384 px), then free them; print the page faults the loop took.
-_FAULTS = """
-import resource, sys
-import numpy as np
-from pipeline.parallel import keep_freed_memory
-took = keep_freed_memory() if sys.argv[1] == "keep" else None
-sizes = [256 * 256 * 3, 300 * 300 * 3, 340 * 340 * 3, 384 * 384 * 3]
-def recipe():
-    return [np.ones(n, np.float32) + 1 for n in sizes]
-recipe()  # warm up numpy and the heap
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(100):
-    recipe()
-print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
+def _recipe_faults(rounds: int, keep: bool = False) -> tuple[bool | None, int]:
+    """(whether `keep_freed_memory` took effect, when `keep`; the page faults of `rounds` rounds of
+    holding four arrays of 0.8-3.5 MB at once, a recipe's float32 images of 256-384 px, then freeing
+    them), in this process."""
+    import resource
+
+    import numpy as np
+    took = keep_freed_memory() if keep else None
+    sizes = [256 * 256 * 3, 300 * 300 * 3, 340 * 340 * 3, 384 * 384 * 3]
+    [np.ones(n, np.float32) + 1 for n in sizes]  # warm up numpy and the heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(rounds):
+        [np.ones(n, np.float32) + 1 for n in sizes]
+    return took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.split()
-    return out[0], int(out[1])
+def _in_fresh_process(rounds: int, keep: bool) -> tuple[bool | None, int]:
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_recipe_faults, (rounds, keep))
+
+
+def _skip_off_glibc() -> None:
+    if not _in_fresh_process(0, True)[0]:
+        pytest.skip("not glibc")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_keep_freed_memory_stops_page_faults_on_reused_arrays():
-    took, kept = _faults("keep")
-    if took != "True":
-        pytest.skip("not glibc")
-    _, default = _faults("default")
+    _skip_off_glibc()
+    _, kept = _in_fresh_process(100, True)
+    _, default = _in_fresh_process(100, False)
     assert default >= 100 * 1000  # glibc hands the 8.7 MB back on free, so every round faults it in
     assert kept < 100  # the freed blocks are reused from the heap
 
@@ -47,27 +46,13 @@ def test_keep_freed_memory_can_be_turned_off_from_the_environment(monkeypatch):
     assert keep_freed_memory() is False
 
 
-def _recipe_faults(_: int) -> int:
-    """Page faults of 20 rounds of the allocation pattern in `_FAULTS`, in this process."""
-    import resource
-
-    import numpy as np
-    sizes = [256 * 256 * 3, 300 * 300 * 3, 340 * 340 * 3, 384 * 384 * 3]
-    [np.ones(n, np.float32) + 1 for n in sizes]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        [np.ones(n, np.float32) + 1 for n in sizes]
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_worker_pool_keeps_freed_memory_only_when_asked():
-    if _faults("keep")[0] != "True":
-        pytest.skip("not glibc")
+    _skip_off_glibc()
     with worker_pool(2, reuse_memory=True) as pmap:
-        kept = list(pmap(_recipe_faults, range(2)))
+        kept = [faults for _, faults in pmap(_recipe_faults, [20, 20])]
     with worker_pool(2) as pmap:
-        default = list(pmap(_recipe_faults, range(2)))
+        default = [faults for _, faults in pmap(_recipe_faults, [20, 20])]
     assert max(kept) < 20 and min(default) > 20 * 1000
 
 
