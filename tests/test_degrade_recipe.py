@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline.degrade import DegradeConfig, Recipe, recipe_columns, sample_recipe
-from pipeline.degrade.recipe import BASE_COLUMNS, BSRGAN_COLUMNS, Blur, Resize, padded_kernels, stable_hash
+from pipeline.degrade.recipe import (BASE_COLUMNS, BSRGAN_COLUMNS, Blur, Resize, kernel_decimals, padded_kernels,
+                                     stable_hash)
 from pipeline.degrade.run import draw_recipes
 from pipeline.params import ParamsError, build
 
@@ -64,6 +65,18 @@ def test_json_round_trip_keeps_kernels_bit_exact():
     assert data["version"] == 1 and data["preset"] == "realesrgan-x4plus" and data["scale"] == 4
     assert [s["name"] for s in data["steps"]][:3] == ["usm", "blur1", "resize1"]
 
+
+
+def test_kernel_decimals_are_each_values_shortest_float32_decimal():
+    # formatting each distinct value once must give what formatting every value gives
+    kernels = [s.kernel for i in range(200) for s in sample_recipe(cfg_of(), 1, f"k{i}", 0).steps
+               if isinstance(s, Blur)]
+    odd = np.array([[0.0, -0.0, 1e-30], [-0.1, 0.1, np.float32(1) / 3], [5e-5, 2.0 ** -20, 0.0]], np.float32)
+    for kernel in kernels + [odd]:
+        assert kernel_decimals(kernel) == [[float(str(v)) for v in row] for row in kernel]
+    assert [math.copysign(1, v) for v in kernel_decimals(odd)[0][:2]] == [1, -1]
+    assert {k for k in (s.kind for i in range(200) for s in sample_recipe(cfg_of(), 1, f"k{i}", 0).steps
+                        if isinstance(s, Blur))} >= {"iso", "aniso", "generalized_iso", "plateau_aniso", "sinc"}
 
 def test_columns_are_exactly_design_section_4():
     cols = recipe_columns(sample_recipe(cfg_of(), 0, "k", 0))
