@@ -32,7 +32,7 @@ def plot_histograms(table: pd.DataFrame, path: Path) -> None:
     for ax, col in zip(axes.ravel(), cols):
         values = table[col]
         if col in STRING_COLUMNS:
-            counts = values.fillna("n/a").astype(str).value_counts().sort_index()
+            counts = _labels(values).value_counts().sort_index()
             ax.bar(range(len(counts)), counts.values, color="tab:blue")
             ax.set_xticks(range(len(counts)), counts.index, rotation=30, ha="right", fontsize=6)
         else:
@@ -52,11 +52,17 @@ def plot_histograms(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _labels(values: pd.Series) -> pd.Series:
+    """A string column as labels, 'n/a' where absent (a column absent everywhere is float NaN, and
+    pandas will refuse to fill float64 with a string)."""
+    return values.astype(object).where(values.notna(), "n/a").astype(str)
+
+
 def _frequencies(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for col in BASE_COLUMNS + BSRGAN_COLUMNS:
         if col in STRING_COLUMNS and col in table.columns and col != "bsrgan_order":
-            shares = table[col].fillna("n/a").astype(str).value_counts(normalize=True).sort_index()
+            shares = _labels(table[col]).value_counts(normalize=True).sort_index()
             rows.append({"column": col, "shares": ", ".join(f"{k} {v:.2f}" for k, v in shares.items())})
     return pd.DataFrame(rows)
 
