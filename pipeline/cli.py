@@ -19,6 +19,10 @@ from pathlib import Path
 
 from pipeline.params import ParamsError
 
+# pipeline.degrade.config.PRESETS, spelled out so `--help` does not import the degradation engine
+# (a test keeps the two equal)
+PRESET_NAMES = ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan")
+
 
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.config import IngestConfig
@@ -51,6 +55,11 @@ def _degrade_cfg(args: argparse.Namespace):
     return build(DegradeConfig, data, "degrade")
 
 
+def _scale(args: argparse.Namespace, cfg) -> int:
+    """--scale, else the preset's own (2 for realesrgan-x2plus)."""
+    return cfg.settings.scale if args.scale is None else args.scale
+
+
 def _degrade(args: argparse.Namespace) -> int:
     from pipeline.degrade import run
     from pipeline.io.atomic import atomic_dir
@@ -59,7 +68,7 @@ def _degrade(args: argparse.Namespace) -> int:
     cfg = _degrade_cfg(args)
     keep_freed_memory()  # a CLI process: reuse freed arrays instead of faulting in new ones
     with atomic_dir(args.out) as tmp:
-        stats = run.degrade_set(Path(args.input), tmp, cfg, seed=args.seed, scale=args.scale)
+        stats = run.degrade_set(Path(args.input), tmp, cfg, seed=args.seed, scale=_scale(args, cfg))
     print(f"degrade: {stats} -> {args.out}")
     return 0
 
@@ -70,7 +79,7 @@ def _recipes(args: argparse.Namespace) -> int:
 
     cfg = _degrade_cfg(args)
     with atomic_dir(args.out) as tmp:
-        run.draw_recipes(tmp, cfg, n=args.n, seed=args.seed, scale=args.scale)
+        run.draw_recipes(tmp, cfg, n=args.n, seed=args.seed, scale=_scale(args, cfg))
     print(f"recipes: {args.n} recipes -> {args.out}/recipes.parquet, kernels.npz, report.md")
     return 0
 
@@ -105,61 +114,74 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="realsynth", description="Real-world SR corpora and GANs, reproducibly.")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    # Help texts name the params.yaml defaults (pipeline/config.py, pipeline/degrade/config.py);
+    # an unset flag keeps the default, and the config, not argparse, validates every value.
     p = sub.add_parser("ingest", help="HR photos (files, folders, globs, @lists, 'sample') -> HR tile shard set")
-    p.add_argument("inputs", nargs="+", metavar="IN")
-    p.add_argument("out", metavar="OUT")
-    p.add_argument("--min-side", type=int)
-    p.add_argument("--crop", type=int)
-    p.add_argument("--step", type=int)
-    p.add_argument("--scales", help="comma-separated multiscale variants, e.g. 1,0.75,0.5")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="image files, folders (recursive), globs, @list.txt files, or 'sample' (bundled photos)")
+    p.add_argument("out", metavar="OUT", help="new HR shard set directory (written atomically)")
+    p.add_argument("--min-side", type=int, metavar="N", help="reject photos whose shorter side is below N px (128)")
+    p.add_argument("--crop", type=int, metavar="C", help="tile size in px (400)")
+    p.add_argument("--step", type=int, metavar="S", help="tile stride in px (200)")
+    p.add_argument("--scales", help="comma-separated multiscale variants, e.g. 1,0.75,0.5 (1)")
     p.add_argument("--max-tiles-per-photo", type=int, metavar="N",
                    help="keep a seeded subset of at most N tiles per photo, all scales together (0: no cap)")
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--alpha", choices=["composite", "reject"])
-    p.add_argument("--workers", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=int, default=4, help="SR scale the tiles are meant for")
+    p.add_argument("--val-fraction", type=float, metavar="F", help="share of photos held out for validation (0.2)")
+    p.add_argument("--alpha", choices=["composite", "reject"], help="photos with transparency (composite)")
+    p.add_argument("--workers", type=int, metavar="W", help="processes (0: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="train/val split and tile cap seed (0)")
+    p.add_argument("--scale", type=int, default=4, help="SR scale the tiles are meant for (4)")
     p.set_defaults(fn=_ingest)
 
     for name, fn, help_ in (("degrade", _degrade, "HR folder or shard set -> degraded LR shard set"),
                             ("recipes", _recipes, "draw degradation recipes without images")):
         p = sub.add_parser(name, help=help_)
         if name == "degrade":
-            p.add_argument("input", metavar="IN")
-        p.add_argument("out", metavar="OUT")
-        p.add_argument("--preset")
-        p.add_argument("--scale", type=int, default=4)
-        p.add_argument("--seed", type=int, default=0)
-        if name == "degrade":
-            p.add_argument("--variants", type=int)
-            p.add_argument("--backend", choices=["auto", "dali", "reference"])
-            p.add_argument("--batch-size", type=int)
-            p.add_argument("--workers", type=int)
+            p.add_argument("input", metavar="IN", help="an HR shard set (from ingest) or a folder of images")
+            p.add_argument("out", metavar="OUT", help="new LR shard set directory (written atomically)")
         else:
-            p.add_argument("--n", type=int, default=1000)
+            p.add_argument("out", metavar="OUT",
+                           help="new directory: recipes.parquet, kernels.npz, report.md (written atomically)")
+        p.add_argument("--preset", metavar="P",
+                       help=f"{' | '.join(PRESET_NAMES)} (realesrgan-x4plus); ranges and probabilities "
+                            "come from the preset")
+        p.add_argument("--scale", type=int, metavar="S",
+                       help="SR factor: 1, 2, 3, 4 or 8 (the preset's: 2 for realesrgan-x2plus, else 4)")
+        p.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="recipes depend only on (seed, sample key, variant) (0)")
+        if name == "degrade":
+            p.add_argument("--variants", type=int, metavar="K", help="LR variants per HR image (1)")
+            p.add_argument("--backend", choices=["auto", "dali", "reference"],
+                           help="auto: DALI on a GPU, otherwise reference workers (auto)")
+            p.add_argument("--batch-size", type=int, metavar="B",
+                           help="samples per DALI batch or worker task; output bytes do not depend on it (32)")
+            p.add_argument("--workers", type=int, metavar="W",
+                           help="reference-backend processes (0: all cores); output bytes do not depend on it")
+        else:
+            p.add_argument("--n", type=int, default=1000, metavar="N", help="recipes to draw (1000)")
             p.set_defaults(variants=None, backend=None)
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("inspect", help="summary and a sample grid of a shard set")
-    p.add_argument("set", metavar="SET")
+    p.add_argument("set", metavar="SET", help="a shard set directory (HR, LR or pairs)")
     p.add_argument("--grid", type=int, default=16, help="samples in the grid PNG (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the grid's random picks (0)")
     p.add_argument("--out", type=Path, help="grid PNG path (default ./inspect-<set>.png)")
     p.set_defaults(fn=_inspect)
 
     p = sub.add_parser("replay", help="regenerate one degraded sample from its stored recipe")
-    p.add_argument("set", metavar="SET")
-    p.add_argument("key", metavar="KEY")
-    p.add_argument("out", metavar="OUT.png")
+    p.add_argument("set", metavar="SET", help="the LR shard set holding the sample")
+    p.add_argument("key", metavar="KEY", help="the sample's key (index.parquet 'key' column)")
+    p.add_argument("out", metavar="OUT.png", help="where to write the regenerated LR image")
     p.set_defaults(fn=_replay)
 
     p = sub.add_parser("upscale", help="super-resolve a file or folder with a checkpoint (tiled, any size)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("input", metavar="IN")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("--checkpoint", required=True, help="generator weights: models/*/generator.pth, or a public Real-ESRGAN / BasicSR .pth")
+    p.add_argument("input", metavar="IN", help="an image file or a folder of images")
+    p.add_argument("out", metavar="OUT", help="output file, or folder when IN is a folder")
     p.add_argument("--tile", type=int, default=0, help="tile size in LR px (0: whole image)")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR px")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when visible")
     p.set_defaults(fn=_upscale)
     return ap
 

@@ -189,3 +189,35 @@ def test_stage_module_runs_from_params(hr_set, tmp_path, capsys, monkeypatch):
     params.write_text(yaml.safe_dump({"paths": {"hr": str(hr_set)}, "degrade": {"noise1": {"sigma_range": [5, 1]}}}))
     with pytest.raises(ValueError, match=r"degrade\.noise1\.sigma_range: expected \[lo, hi\]"):
         main(["--params", str(params)])
+
+
+def test_cli_degrade_replay_and_recipes(hr_set, tmp_path, capsys):
+    from pipeline import cli
+    from pipeline.degrade.config import PRESETS
+
+    lr = tmp_path / "lr"
+    assert cli.main(["degrade", str(hr_set), str(lr), "--backend", "reference", "--workers", "1",
+                     "--variants", "2", "--seed", "5"]) == 0
+    assert len(ShardSet(lr).index) == 2 * N_TILES and set(ShardSet(lr).index["height"]) == {16}
+    # without --scale the preset's own factor: x2plus gives 32 px LR from 64 px HR
+    assert cli.main(["degrade", str(hr_set), str(tmp_path / "x2"), "--preset", "realesrgan-x2plus",
+                     "--backend", "reference", "--workers", "1"]) == 0
+    assert set(ShardSet(tmp_path / "x2").index["height"]) == {32}
+    assert cli.main(["replay", str(lr), "t03_v1", str(tmp_path / "r.png")]) == 0
+    assert "identical to the stored sample" in capsys.readouterr().out
+    assert np.array_equal(cv2.imread(str(tmp_path / "r.png"))[:, :, ::-1],
+                          decode_png(ShardSet(lr).read("t03_v1")["lr.png"]))
+    assert cli.main(["replay", str(lr), "nope", str(tmp_path / "n.png")]) == 1
+    assert capsys.readouterr().err.strip().endswith("lr: no sample with key 'nope'")
+    assert cli.main(["degrade", str(hr_set), str(tmp_path / "x"), "--preset", "esrgan"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"realsynth: error: degrade.preset: expected one of {list(PRESETS)}, got 'esrgan'"
+    assert not (tmp_path / "x").exists()
+    assert cli.main(["recipes", str(tmp_path / "rec"), "--preset", "bsrgan", "--n", "50", "--scale", "2"]) == 0
+    recipes = pd.read_parquet(tmp_path / "rec" / "recipes.parquet")
+    assert len(recipes) == 50 and "bsrgan_order" in recipes
+    assert np.load(tmp_path / "rec" / "kernels.npz")["blur1"].shape == (50, 21, 21)
+    # every flag says what it does; the help names every preset without importing the engine
+    assert cli.PRESET_NAMES == PRESETS
+    for action in cli.build_parser()._subparsers._group_actions[0].choices["degrade"]._actions:
+        assert action.help, action.dest
