@@ -382,7 +382,7 @@ def test_rrdbnet_dense_blocks_start_as_basicsr_initialises_them():
     net = RRDBNet(num_feat=32, num_block=23, num_grow_ch=16)
     conv = net.body[5].rdb2.conv3
     fan_in = conv.weight[0].numel()
-    assert abs(float(conv.weight.std()) / (0.1 * (2 / fan_in) ** 0.5) - 1) < 0.1  # Kaiming-normal x 0.1
+    assert abs(float(conv.weight.detach().std()) / (0.1 * (2 / fan_in) ** 0.5) - 1) < 0.1  # Kaiming-normal x 0.1
     assert not conv.bias.any() and net.conv_first.bias.any()  # the trunk convs keep torch's default
     # each RRDB is then 1.2·x plus a small branch, so the 23 of them stay close to 1.2^23·x (a default
     # torch init drifts ~5x further: 10 % against 2 % here)
