@@ -221,3 +221,39 @@ def test_cli_degrade_replay_and_recipes(hr_set, tmp_path, capsys):
     assert cli.PRESET_NAMES == PRESETS
     for action in cli.build_parser()._subparsers._group_actions[0].choices["degrade"]._actions:
         assert action.help, action.dest
+
+
+def test_reference_worker_reads_hr_by_offset_without_loading_pandas(hr_set, tmp_path):
+    # what a spawned worker does: unpickle its initializer, context and task, then run them; the HR
+    # comes by offset (Job.hr_at), so neither the index nor pandas (~0.6 s of start-up) is loaded
+    import hashlib
+    import pickle
+    import subprocess
+    import sys
+
+    from pipeline.degrade import run
+
+    ctx, jobs = run.plan_set(hr_set, cfg_of(backend="reference"), seed=11, scale=4)
+    task = [j for j in jobs if j.hr_key in ("t01", "t05", "tiny")]
+    assert all(j.hr_at is not None and j.hr_at[0].startswith("hr-") for j in task)
+    (tmp_path / "task.pkl").write_bytes(pickle.dumps((run._init_worker, run._run_reference, ctx, task)))
+    script = ("import hashlib, pickle, sys\n"
+              "init, work, ctx, task = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+              "init(ctx)\n"
+              "for r in work(task):\n"
+              "    print(r.key, r.skipped is None and hashlib.sha256(r.lr_png).hexdigest())\n"
+              "print('pandas' in sys.modules, 'pyarrow' in sys.modules)\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "task.pkl")], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    *lines, modules = proc.stdout.strip().splitlines()
+    assert modules == "False False"
+    threads = cv2.getNumThreads()
+    try:
+        run._init_worker(ctx)  # pins OpenCV to one thread, as in a worker
+        here = [f"{r.key} {r.skipped is None and hashlib.sha256(r.lr_png).hexdigest()}"
+                for r in run._run_reference(task)]
+    finally:
+        cv2.setNumThreads(threads)
+    assert lines == here and "tiny_v0 False" in lines  # the same bytes, the too-small tile still skipped

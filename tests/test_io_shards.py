@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.io.atomic import atomic_dir, atomic_write_text
 from pipeline.io.images import encode_png
-from pipeline.io.shards import Sample, ShardError, ShardSet, iter_tar, json_bytes, write_shard_set
+from pipeline.io.shards import Sample, ShardError, ShardSet, iter_tar, json_bytes, read_member, write_shard_set
 
 
 def _samples(n=12, size=8):
@@ -38,6 +38,23 @@ def test_index_offsets_point_at_member_bytes(tmp_path):
         row = index.set_index("key").loc[s.key]
         assert row["sha256"] == hashlib.sha256(s.members["hr.png"]).hexdigest()
     assert [k for k, _ in shards.iter_samples()] == [s.key for s in samples]
+
+
+def test_locate_gives_what_read_member_reads(tmp_path):
+    samples = _samples(4)
+    samples.append(Sample("s9999", {"json": json_bytes({"i": 9})}))  # a sample without an hr.png
+    write_shard_set(tmp_path, samples, set_name="hr", max_per_shard=2)
+    shards = ShardSet(tmp_path)
+    at = shards.locate(["s0003", "s0000"], "hr.png")
+    assert list(at) == ["s0003", "s0000"] and at["s0003"][0] != at["s0000"][0]  # different shards
+    for key, (shard, offset, size) in at.items():
+        assert read_member(tmp_path / shard, key, "hr.png", offset, size) == shards.read(key)["hr.png"]
+    with pytest.raises(KeyError, match="no sample with key 'nope'"):
+        shards.locate(["nope"], "hr.png")
+    with pytest.raises(ShardError, match="sample 's9999' has no 'hr.png' member"):
+        shards.locate(["s9999"], "hr.png")
+    with pytest.raises(ShardError, match="no 'lr.png' members"):
+        shards.locate(["s0000"], "lr.png")
 
 
 def test_tar_headers_are_gnu_with_fixed_metadata(tmp_path):
