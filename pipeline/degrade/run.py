@@ -370,15 +370,16 @@ def write_set(out: Path, ctx: _Context, cfg: DegradeConfig, results: Iterable[Re
     stats = {"samples": len(index), "shards": int(index["shard"].nunique()) if len(index) else 0,
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
-    write_degrade_report(out, index, skipped, [(_example_hr(ctx, r), r.lr_png, r.key) for r in examples],
+    hr_set = ShardSet(ctx.source.path) if ctx.source.is_set and examples else None  # one index read
+    write_degrade_report(out, index, skipped, [(_example_hr(ctx, r, hr_set), r.lr_png, r.key) for r in examples],
                          stats=stats, preset=cfg.preset, seed=ctx.seed, scale=ctx.scale)
     return stats
 
 
-def _example_hr(ctx: _Context, res: Result) -> bytes:
-    if res.hr_png is not None:
+def _example_hr(ctx: _Context, res: Result, hr_set: ShardSet | None) -> bytes:
+    if res.hr_png is not None:  # folder input: the sample stores its cropped HR
         return res.hr_png
-    return encode_png(crop_to_scale(_decode_hr(ctx, Job(res.hr_key, res.variant)), ctx.scale))
+    return encode_png(crop_to_scale(decode_png(hr_set.read(res.hr_key, ["hr.png"])["hr.png"]), ctx.scale))
 
 
 # ---- recipes only -------------------------------------------------------------------------------
