@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # only a type here; ingest's workers import this module and start faster without pandas
+    import pandas as pd
 
 from pipeline.io.images import decode_png, encode_png
 

@@ -15,9 +15,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline.config import IngestConfig
 from pipeline.ingest.sources import resolve_sources, sample_dir
@@ -26,6 +26,9 @@ from pipeline.io.images import ImageError, decode_image, encode_png
 from pipeline.io.shards import Sample, json_bytes, write_shard_set
 from pipeline.parallel import resolve_workers, worker_pool
 from pipeline.report import contact_sheet, markdown_table
+
+if TYPE_CHECKING:  # pandas is imported where the report and rejects are written, not in the workers
+    import pandas as pd
 
 SET_NAME = "hr"
 
@@ -217,12 +220,15 @@ def _stem(path: Path) -> str:
 
 
 def _write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
+    import pandas as pd
     pd.DataFrame(rejects, columns=["path", "reason"]).to_csv(path, index=False)
 
 
 def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]], candidates: int,
                   dropped: dict[str, int] | None = None, cap: int = 0) -> None:
     """report.md + tiles.png. `dropped` (photo label → tiles the cap dropped) is None when there is no cap."""
+    import pandas as pd
+
     from pipeline.io.shards import ShardSet
 
     shards = ShardSet(out)
