@@ -392,6 +392,7 @@ def test_rrdbnet_dense_blocks_start_as_basicsr_initialises_them():
     assert drift < 0.05
 
 
+@torch.no_grad()  # statistics of the weights only (a float() of a grad-tracking tensor warns)
 def test_msrresnet_and_pix2pix_nets_start_as_their_papers_initialise_them():
     torch.manual_seed(0)
     msr = SRResNet(num_feat=32, num_block=2, variant="msrresnet")
