@@ -236,7 +236,9 @@ def test_reference_worker_reads_hr_by_offset_without_loading_pandas(hr_set, tmp_
     ctx, jobs = run.plan_set(hr_set, cfg_of(backend="reference"), seed=11, scale=4)
     task = [j for j in jobs if j.hr_key in ("t01", "t05", "tiny")]
     assert all(j.hr_at is not None and j.hr_at[0].startswith("hr-") for j in task)
-    (tmp_path / "task.pkl").write_bytes(pickle.dumps((run._init_worker, run._run_reference, ctx, task)))
+    shipped = pickle.dumps((run._init_worker, run._run_reference, run._for_workers(ctx), task))
+    assert len(shipped) < 20_000 and b"t07" not in shipped  # no per-key tables beyond the task's own
+    (tmp_path / "task.pkl").write_bytes(shipped)
     script = ("import hashlib, pickle, sys\n"
               "init, work, ctx, task = pickle.loads(open(sys.argv[1], 'rb').read())\n"
               "init(ctx)\n"

@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class Job:
     # (shard, offset, size) of `<hr_key>.hr.png` when the input is a shard set: workers read the HR
     # by offset and never load the index (nor pandas, ~0.6 s of each worker's start-up)
     hr_at: tuple[str, int, int] | None = None
+    split: str | None = None   # the HR tile's split (train/val) when the input set has one
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Result:
     hr_key: str
     variant: int
     recipe: Recipe
+    split: str | None = None
     lr_png: bytes | None = None
     hr_png: bytes | None = None
     lr_shape: tuple[int, int] = (0, 0)
@@ -121,6 +123,12 @@ class _Context:
 
 
 _WORKER: dict[str, Any] = {}
+
+
+def _for_workers(ctx: _Context) -> _Context:
+    """`ctx` without the per-key tables its jobs already carry (keys, splits): pickled once per
+    worker, it stays small however large the set (a million keys would be ~46 MB a worker)."""
+    return replace(ctx, source=replace(ctx.source, keys=(), splits={}))
 
 
 def _init_worker(ctx: _Context) -> None:
@@ -142,7 +150,7 @@ def _prepare(ctx: _Context, jobs: list[Job]) -> list[tuple[Result, np.ndarray | 
     out, cache = [], {}
     for job in jobs:
         recipe = sample_recipe(ctx.settings, ctx.seed, job.hr_key, job.variant, scale=ctx.scale)
-        res = Result(output_key(job.hr_key, job.variant), job.hr_key, job.variant, recipe)
+        res = Result(output_key(job.hr_key, job.variant), job.hr_key, job.variant, recipe, job.split)
         if job.hr_key not in cache:
             try:
                 cache = {job.hr_key: _decode_hr(ctx, job)}
@@ -173,8 +181,8 @@ def _finish(ctx: _Context, res: Result, hr: np.ndarray, lr: np.ndarray) -> Resul
         res.hr_png = members["hr.png"] = encode_png(np.ascontiguousarray(hr))
     cols = {"height": res.lr_shape[0], "width": res.lr_shape[1], "hr_key": res.hr_key, "variant": res.variant,
             "backend": ctx.backend, "scale": ctx.scale, "hr_height": res.hr_shape[0], "hr_width": res.hr_shape[1]}
-    if res.hr_key in ctx.source.splits:
-        cols["split"] = ctx.source.splits[res.hr_key]
+    if res.split is not None:
+        cols["split"] = res.split
     cols.update(recipe_columns(res.recipe))
     res.sample = Sample(res.key, members, cols)
     return res
@@ -205,7 +213,7 @@ def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size:
         finally:
             cv2.setNumThreads(threads)
         return
-    with worker_pool(workers, initializer=_init_worker, initargs=(ctx,), reuse_memory=True) as pmap:
+    with worker_pool(workers, initializer=_init_worker, initargs=(_for_workers(ctx),), reuse_memory=True) as pmap:
         for results in pmap(_run_reference, tasks):
             yield from results
 
@@ -266,7 +274,7 @@ def _results_dali(ctx: _Context, jobs: list[Job], batch_size: int, threads: int)
     processes = min(len(tasks), threads // GPU_CORES_PER_PROCESS) if ctx.backend == "dali-gpu" else 1
     if processes > 1:
         per = max(1, threads // processes)
-        with worker_pool(processes, initializer=_init_dali_worker, initargs=(ctx, batch_size, per),
+        with worker_pool(processes, initializer=_init_dali_worker, initargs=(_for_workers(ctx), batch_size, per),
                          reuse_memory=True) as pmap:
             for results in pmap(_run_dali, tasks):
                 yield from results
@@ -332,7 +340,7 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[_
     source = open_source(Path(inp))
     ctx = _Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.preset))
     hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
-    jobs = sorted((Job(k, v, hr_at[k]) for k in source.keys for v in range(cfg.variants)),
+    jobs = sorted((Job(k, v, hr_at[k], source.splits.get(k)) for k in source.keys for v in range(cfg.variants)),
                   key=lambda j: output_key(j.hr_key, j.variant))
     return ctx, jobs
 
