@@ -1,6 +1,6 @@
 """Throughput of the degradation engine: HR 256 px tiles → x4 LR with the full realesrgan-x4plus recipe.
 
-    .venv/bin/python bench/degrade.py [--tiles 512] [--workers 2] [--no-dali]
+    .venv/bin/python bench/degrade.py [--tiles 512] [--workers 2] [--variants 4] [--no-dali]
     python bench/degrade.py --gpu [--tiles 4096] [--workers 16]       # on a GPU machine
 
 Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe → PNG encode):
@@ -8,7 +8,9 @@ Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe �
                            memory, as the stage's processes do: pipeline.parallel.keep_freed_memory)
   auto, N workers          degrade_set(backend=auto) on an HR shard set: shard read, N spawned
                            workers, shard + index write (report excluded; pool start-up included),
-                           also with the workers on glibc's default malloc, for comparison
+                           also with the workers on glibc's default malloc, for comparison,
+                           and with --variants LR tiles per HR tile (tiles/variants HR tiles, so
+                           the same number of LR tiles; the variants share the HR's decode and USM)
   dali cpu                 DaliDegrader(device=cpu), batches of 32, decode/encode in this process
   dali gpu                 the same on the GPU, when CUDA is visible
 With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
@@ -82,15 +84,18 @@ def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
     return len(tiles) / (time.perf_counter() - start)
 
 
-def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: str = "auto") -> tuple[float, str]:
+def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: str = "auto",
+               variants: int = 1) -> tuple[float, str]:
     """degrade_set's steps on an HR shard set (plan, pooled jobs, write), timing each result as it
-    reaches the writer: prints the start-up (time to the first result) and the steady-state rate."""
+    reaches the writer: prints the start-up (time to the first result) and the steady-state rate.
+    Returns (LR tiles/s, backend); `variants` LR tiles per HR tile."""
     from pipeline.degrade import run
     with tempfile.TemporaryDirectory() as tmp:
         hr = Path(tmp) / "hr"
         write_shard_set(hr, (Sample(tile_key(i), {"hr.png": t}, {"height": TILE, "width": TILE})
                              for i, t in enumerate(tiles)), set_name="hr")
-        cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0}, "degrade")
+        cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0,
+                                    "variants": variants}, "degrade")
         before, faults = _children_cpu(), _children_faults()
         start, stamps = time.perf_counter(), []
 
@@ -244,6 +249,8 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=512)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-dali", action="store_true")
+    ap.add_argument("--variants", type=int, default=4,
+                    help="LR variants per HR tile in the last auto row (tiles/variants HR tiles, same LR count)")
     ap.add_argument("--gpu", action="store_true", help="the GPU rows (needs CUDA and DALI)")
     args = ap.parse_args()
     cfg = build(DegradeConfig, {}, "degrade")
@@ -259,6 +266,10 @@ def main() -> None:
     auto, backend = bench_auto(tiles, args.workers)
     rows.append((f"auto ({backend}), {args.workers} workers, workers on glibc's default malloc (before)", before))
     rows.append((f"auto ({backend}), {args.workers} workers, shard set in/out", auto))
+    if args.variants > 1:  # variants of a tile share its decode and USM
+        auto, backend = bench_auto(tiles[:len(tiles) // args.variants], args.workers, variants=args.variants)
+        rows.append((f"auto ({backend}), {args.workers} workers, {args.variants} variants per HR tile "
+                     f"(LR tiles/s)", auto))
     if not args.no_dali:
         rows.append(("dali cpu, batch 32", bench_dali(tiles, cfg, "cpu", args.workers)))
         from pipeline.degrade.dali_backend import cuda_visible

@@ -170,6 +170,24 @@ def test_apply_recipe_is_a_pure_function_of_image_and_recipe(photo):
     assert np.array_equal(apply_recipe(photo, r), apply_recipe(photo.copy(), Recipe.from_json(r.to_json())))
 
 
+@pytest.mark.parametrize("preset", ["realesrgan-x4plus", "bsrgan"])
+def test_variants_sharing_one_sharpened_hr_give_the_same_bytes(photo, preset):
+    cfg = _cfg(preset=preset)
+    hr = np.ascontiguousarray(photo[:94, :90])  # cropped to the scale inside
+    recipes = [sample_recipe(cfg, 3, "k", v) for v in range(8)]
+    if preset != "bsrgan":  # identity blur and resize: the shared image itself enters later steps
+        recipes.append(_recipe(usm=True, scale=4))
+    shared = ref.sharpen(hr, recipes[0])
+    before = shared.copy()
+    assert shared.shape == (92, 88, 3) and not shared.flags.writeable
+    assert (ref.leading_usm(recipes[0]) is not None) == (preset != "bsrgan")
+    for r in recipes:
+        assert np.array_equal(ref.apply_recipe(hr, r, sharpened=shared), ref.apply_recipe(hr, r))
+    assert np.array_equal(shared, before)
+    with pytest.raises(ValueError, match=re.escape("sharpened must be the (92, 88, 3) float32 image")):
+        ref.apply_recipe(hr, recipes[0], sharpened=shared[:-1])
+
+
 def test_bsrgan_recipes_run_on_the_reference_backend(photo):
     cfg = _cfg(preset="bsrgan")
     for i in range(6):

@@ -189,11 +189,17 @@ def _finish(ctx: _Context, res: Result, hr: np.ndarray, lr: np.ndarray) -> Resul
 
 
 def _run_reference(jobs: list[Job]) -> list[Result]:
-    from .reference import apply_recipe
+    from .reference import apply_recipe, leading_usm, sharpen
     ctx = _WORKER["ctx"]
-    results = []
+    results, shared = [], (None, None)  # the variants of a tile (consecutive jobs) share one USM
     for res, hr in _prepare(ctx, jobs):
-        results.append(res if hr is None else _finish(ctx, res, hr, apply_recipe(hr, res.recipe)))
+        if hr is None:
+            results.append(res)
+            continue
+        key = (res.hr_key, leading_usm(res.recipe))
+        if shared[0] != key:
+            shared = (key, sharpen(hr, res.recipe))
+        results.append(_finish(ctx, res, hr, apply_recipe(hr, res.recipe, sharpened=shared[1])))
     return results
 
 
