@@ -158,6 +158,19 @@ def test_folder_input_stores_the_cropped_hr(fixtures, tmp_path):
     assert "unreadable" in pd.read_csv(tmp_path / "lr" / "skipped.csv")["reason"][0]
     assert folder_key(Path("x.y/z.png")) == "x_y_z"
     assert replay_sample(tmp_path / "lr", "a_v0")[1]
+    # workers get each image's path with its job, not the folder's whole file table
+    from pipeline.degrade import run
+    ctx, jobs = run.plan_set(src, cfg_of(backend="reference", workers=1), seed=0, scale=4)
+    assert [j.hr_file.name for j in jobs] == ["a.png", "broken.png", "b.v2.jpg"]
+    threads = cv2.getNumThreads()
+    try:
+        run._init_worker(run._for_workers(ctx))
+        assert run._WORKER["ctx"].source.files == {}
+        results = run._run_reference(jobs)
+    finally:
+        cv2.setNumThreads(threads)
+    assert [r.key for r in results if r.skipped is None] == ["a_v0", "sub_dir_b_v2_v0"]
+    assert results[0].lr_png == members["lr.png"]
 
 
 def test_bad_inputs(tmp_path, hr_set):

@@ -95,6 +95,7 @@ class Job:
     # (shard, offset, size) of `<hr_key>.hr.png` when the input is a shard set: workers read the HR
     # by offset and never load the index (nor pandas, ~0.6 s of each worker's start-up)
     hr_at: tuple[str, int, int] | None = None
+    hr_file: Path | None = None  # the image when the input is a folder
     split: str | None = None   # the HR tile's split (train/val) when the input set has one
 
 
@@ -126,9 +127,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _for_workers(ctx: _Context) -> _Context:
-    """`ctx` without the per-key tables its jobs already carry (keys, splits): pickled once per
-    worker, it stays small however large the set (a million keys would be ~46 MB a worker)."""
-    return replace(ctx, source=replace(ctx.source, keys=(), splits={}))
+    """`ctx` without the per-key tables its jobs already carry (keys, splits, files): pickled once
+    per worker, it stays small however large the set (a million keys would be ~46 MB a worker)."""
+    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}))
 
 
 def _init_worker(ctx: _Context) -> None:
@@ -141,8 +142,9 @@ def _decode_hr(ctx: _Context, job: Job) -> np.ndarray:
     if job.hr_at is not None:
         shard, offset, size = job.hr_at
         return decode_png(read_member(ctx.source.path / shard, job.hr_key, "hr.png", offset, size))
-    data = ctx.source.read(job.hr_key)
-    return decode_png(data) if ctx.source.is_set else decode_image(data)
+    if job.hr_file is not None:
+        return decode_image(job.hr_file.read_bytes())
+    return decode_png(ctx.source.read(job.hr_key))
 
 
 def _prepare(ctx: _Context, jobs: list[Job]) -> list[tuple[Result, np.ndarray | None]]:
@@ -346,8 +348,8 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[_
     source = open_source(Path(inp))
     ctx = _Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.preset))
     hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
-    jobs = sorted((Job(k, v, hr_at[k], source.splits.get(k)) for k in source.keys for v in range(cfg.variants)),
-                  key=lambda j: output_key(j.hr_key, j.variant))
+    jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k))
+                   for k in source.keys for v in range(cfg.variants)), key=lambda j: output_key(j.hr_key, j.variant))
     return ctx, jobs
 
 
