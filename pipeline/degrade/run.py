@@ -42,11 +42,6 @@ class Source:
     splits: dict[str, str]
     files: dict[str, Path]
 
-    def read(self, key: str) -> bytes:
-        if self.is_set:
-            return ShardSet(self.path).read(key, ["hr.png"])["hr.png"]
-        return self.files[key].read_bytes()
-
 
 def folder_key(rel: Path) -> str:
     """Sample key of an image at relative path `rel`: path parts joined by '_', suffix dropped,
@@ -95,7 +90,7 @@ class Job:
     # (shard, offset, size) of `<hr_key>.hr.png` when the input is a shard set: workers read the HR
     # by offset and never load the index (nor pandas, ~0.6 s of each worker's start-up)
     hr_at: tuple[str, int, int] | None = None
-    hr_file: Path | None = None  # the image when the input is a folder
+    hr_file: Path | None = None  # the image when the input is a folder (`plan_set` gives each job one of the two)
     split: str | None = None   # the HR tile's split (train/val) when the input set has one
 
 
@@ -142,9 +137,7 @@ def _decode_hr(ctx: _Context, job: Job) -> np.ndarray:
     if job.hr_at is not None:
         shard, offset, size = job.hr_at
         return decode_png(read_member(ctx.source.path / shard, job.hr_key, "hr.png", offset, size))
-    if job.hr_file is not None:
-        return decode_image(job.hr_file.read_bytes())
-    return decode_png(ctx.source.read(job.hr_key))
+    return decode_image(job.hr_file.read_bytes())
 
 
 def _prepare(ctx: _Context, jobs: list[Job]) -> list[tuple[Result, np.ndarray | None]]:
