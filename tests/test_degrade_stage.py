@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.degrade import DegradeConfig, Recipe, sample_recipe
 from pipeline.degrade.recipe import BASE_COLUMNS
-from pipeline.degrade.run import degrade_set, folder_key, replay_sample
+from pipeline.degrade.run import Job, _tasks, degrade_set, folder_key, replay_sample
 from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import Sample, ShardSet, json_bytes, write_shard_set
 from pipeline.params import build
@@ -70,6 +70,21 @@ def test_reference_bytes_do_not_depend_on_workers_or_batch_size(reference_runs):
     assert len(sets[0]) >= 3 and any(n.endswith(".tar") for n in sets[0])
     assert len([n for n in sets[0] if n.endswith(".tar")]) > 1  # several shards
     assert sets[0] == sets[1] == sets[2]
+
+
+@pytest.mark.parametrize("variants,size,lengths", [
+    (3, 8, [6, 6, 3]),      # whole tiles per task (9 + 1 wasted slots), not 8 + 7
+    (4, 8, [8, 8, 4]),
+    (1, 2, [2, 2, 1]),
+    (5, 4, [4, 1] * 5),  # a tile with more variants than a task holds is split
+])
+def test_tasks_keep_a_tiles_variants_together(variants, size, lengths):
+    jobs = [Job(f"t{k}", v) for k in range(5) for v in range(variants)]
+    tasks = _tasks(jobs, size)
+    assert [len(t) for t in tasks] == lengths
+    assert [j for t in tasks for j in t] == jobs  # in order, each job once
+    if variants <= size:
+        assert all(len({j.hr_key for j in t} & {j.hr_key for j in u}) == 0 for t, u in zip(tasks, tasks[1:]))
 
 
 def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ depend on `workers` or `batch_size`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -199,7 +200,18 @@ def _run_reference(jobs: list[Job]) -> list[Result]:
 
 
 def _tasks(jobs: list[Job], size: int) -> list[list[Job]]:
-    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    """`jobs` cut into consecutive tasks of at most `size`, each HR tile's variants kept in one task
+    (they share its decode and USM only there); a tile with more than `size` variants is split."""
+    tasks: list[list[Job]] = [[]]
+    for _, group in itertools.groupby(jobs, key=lambda job: job.hr_key):
+        group = list(group)
+        if len(tasks[-1]) + len(group) > size:
+            tasks.append([])
+        while len(group) > size:
+            tasks[-1:] = [group[:size], []]
+            group = group[size:]
+        tasks[-1].extend(group)
+    return [task for task in tasks if task]
 
 
 def _results_reference(ctx: _Context, jobs: list[Job], workers: int, batch_size: int) -> Iterator[Result]:
