@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -100,6 +102,28 @@ def test_png_roundtrip_is_lossless_and_deterministic():
     np.testing.assert_array_equal(decode_png(a), img)
     with pytest.raises(ValueError, match="uint8 RGB"):
         encode_png(img.astype(np.float32))
+
+
+def _png_row_filters(data: bytes) -> set[int]:
+    """The filter type byte of every row of an 8-bit RGB PNG."""
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width = struct.unpack(">I", body[:4])[0]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    rows = zlib.decompress(idat)
+    return set(rows[::1 + 3 * width])
+
+
+def test_png_rows_use_only_the_filters_that_decode_fast():
+    import skimage.data
+    img = np.ascontiguousarray(skimage.data.astronaut()[:128, :128])  # a photo: libpng picks per row
+    filters = _png_row_filters(encode_png(img))
+    assert filters <= {0, 1, 2} and len(filters) > 1  # none/sub/up, never avg (3) or paeth (4)
 
 
 def test_real_world_fixtures_decode(fixtures):
