@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to ../shared/fixtures and small real inputs."""
+"""Shared test fixtures: paths to ../shared/fixtures (or $REALSYNTH_FIXTURES) and small real inputs."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+# a machine that gets a copy of the repo alone (a lent GPU box) points this at its copy of them
+FIXTURES = Path(os.environ.get("REALSYNTH_FIXTURES") or ROOT.parent / "shared" / "fixtures")
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
