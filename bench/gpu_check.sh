@@ -18,10 +18,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" DVC_NO_AN
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 missing=$("$py" - <<'PY'
 import importlib.util
+def missing(module):
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:  # its parent package is missing
+        return True
 mods = ["torch", "nvidia.dali", "cv2", "albumentations", "scipy", "pandas", "pyarrow", "skimage", "dvclive",
         "torchmetrics", "yaml", "tqdm", "matplotlib", "pytest", "webdataset"]
-print(" ".join(m for m in mods if importlib.util.find_spec(m.split(".")[0]) is None
-               or (m == "nvidia.dali" and importlib.util.find_spec(m) is None)))
+print(" ".join(m for m in mods if missing(m)))
 PY
 )
 if [ -n "$missing" ]; then
