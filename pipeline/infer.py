@@ -5,14 +5,17 @@
     upscale_path(Path("G.pth"), Path("photos"), Path("out"), tile=256, overlap=16, device="auto")
 
 Checkpoints: our exports (`params_ema`/`params` + `meta` {name, opts, scale}), the public Real-ESRGAN
-RRDBNet / SRVGGNetCompact files (`params_ema` preferred, else `params`) and old ESRGAN bare state
-dicts; without `meta` the architecture and its hyperparameters are inferred from the keys and shapes.
+RRDBNet / SRVGGNetCompact files (`params_ema` preferred, else `params`; `weights="params"` asks for the
+raw ones) and old ESRGAN bare state dicts; without `meta` the architecture and its hyperparameters are
+inferred from the keys and shapes.
 
 Tiling: the LR image is cut into `tile`×`tile` cores; each core is run with `overlap` LR pixels of real
 context on every side (where the image has them) and only the core's output is kept, so every output
 pixel comes from the tile in which it lies at least `overlap` pixels from a cut edge. With an overlap
 that covers the net's receptive field the result equals the untiled one; RRDBNet's receptive field is
 wide, but its residual scaling makes far pixels weigh little (16 px: within 1/255 in the tests).
+`upscale_path` (the CLI) tiles by default (`DEFAULT_TILE`): untiled, an x4 net's activations grow
+with the whole image's area; tiled, with one tile's.
 
 Modes (`upscale_image`): gray is replicated to RGB for the net and turned back into one channel
 (BT.601 luma); 16-bit images are normalised by 65535 and come back 16-bit; alpha is upscaled apart
@@ -36,12 +39,15 @@ from pipeline.io.atomic import atomic_write_bytes
 from pipeline.models import build_generator, generator_from_state_dict
 from pipeline.models.rrdbnet import checkpoint_filter_fn
 
-__all__ = ["IMAGE_SUFFIXES", "load_generator", "read_image_any", "resolve_device", "upscale", "upscale_image",
+__all__ = ["DEFAULT_TILE", "IMAGE_SUFFIXES", "WEIGHTS", "load_generator", "read_image_any", "resolve_device", "upscale", "upscale_image",
            "upscale_path", "write_image_any"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ALPHA_MODES = ("bicubic", "net")
 _OOM_TILES = (512, 256, 128)  # tile sizes tried, in turn, when an untiled run runs out of GPU memory
+DEFAULT_TILE = 256  # LR px, upscale_path's (and the CLI's) default; 0 runs the whole image at once
+WEIGHTS = ("params_ema", "params")  # the generator weights a training checkpoint carries, preferred first
+Progress = Callable[[int, int], None]  # called (tiles done, tiles in this pass) after each tile
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -63,20 +69,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu", *,
-                   scale: int | None = None) -> tuple[nn.Module, int, dict[str, Any]]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu", *, scale: int | None = None,
+                   weights: str = "params_ema") -> tuple[nn.Module, int, dict[str, Any]]:
     """Build the generator a checkpoint describes, load its weights strictly, return (net, scale, info).
 
     The net is in eval mode on `device` with gradients off. `info` holds `name`, `opts`, `scale`,
     `weights` ('params_ema', 'params' or 'state_dict') and `arch_from` ('meta' or 'keys').
-    `scale`: the scale the caller expects (None: any).
+    `scale`: the scale the caller expects (None: any). `weights`: 'params_ema' (the EMA weights, or
+    `params` in a checkpoint without them: training without EMA writes only those) or 'params' (the
+    raw weights, never swapped for the EMA ones); a bare state dict is used as it is.
 
     Raises:
         FileNotFoundError: no file at `path`.
-        ValueError: one line naming the file: not a torch checkpoint, an unknown architecture, keys or
-            shapes that do not fit it, or a scale other than `scale`
+        ValueError: one line naming the file: not a torch checkpoint, no `weights` in it, an unknown
+            architecture, keys or shapes that do not fit it, or a scale other than `scale`
             (``G.pth: a srvgg x2 checkpoint, expected scale 4``).
     """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {list(WEIGHTS)}, got {weights!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -90,7 +100,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", *,
         raise ValueError(f"{path}: not a loadable torch checkpoint ({_short(err)})") from None
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
-    weights = next((k for k in ("params_ema", "params") if isinstance(ckpt.get(k), Mapping)), "state_dict")
+    weights = _pick_weights(ckpt, weights, path)
     meta = ckpt.get("meta")
     try:
         state = checkpoint_filter_fn({k: v for k, v in ckpt.items() if k != "meta"} if weights == "state_dict"
@@ -115,6 +125,18 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", *,
     return net, ckpt_scale, info
 
 
+def _pick_weights(ckpt: Mapping, weights: str, path: Path) -> str:
+    """The checkpoint key to load: `weights`, 'params' for 'params_ema' when only that is present,
+    'state_dict' for a checkpoint with neither."""
+    present = [k for k in WEIGHTS if isinstance(ckpt.get(k), Mapping)]
+    if not present:
+        return "state_dict"
+    chosen = weights if weights in present else ("params" if weights == "params_ema" else None)
+    if chosen is None:
+        raise ValueError(f"{path}: no {weights!r} weights in this checkpoint (it has {present})")
+    return chosen
+
+
 def _multiple(net: nn.Module) -> int:
     """Input H and W must be multiples of this (RRDBNet x2/x1 pixel-unshuffle the input by 2/4)."""
     return int(getattr(net, "unshuffle", 1) or 1)
@@ -135,13 +157,14 @@ def _run(net: nn.Module, x: torch.Tensor, scale: int, autocast: bool) -> torch.T
 
 
 def upscale(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0, overlap: int = 16,
-            device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> np.ndarray:
+            device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+            progress: Progress | None = None) -> np.ndarray:
     """Super-resolve one image with `net`, whole or in overlapping tiles.
 
     img: (H, W, C) uint8, or float32/float64 in [0, 1]; C the net's input channels (3 for our nets).
     tile: core tile side in LR px (0: whole image); overlap: context in LR px on each side of a core.
     device: where to run (default: where the net's weights are). dtype: compute dtype; default
-    bfloat16 autocast on CUDA, float32 on CPU.
+    bfloat16 autocast on CUDA, float32 on CPU. progress: called (done, total) after each tile.
     Returns (scale·H, scale·W, C') uint8 for uint8 input (rounded), else float32 clipped to [0, 1].
     If an untiled CUDA run runs out of memory it is retried with tiles of 512, 256, then 128 px.
 
@@ -171,7 +194,7 @@ def upscale(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0, overl
     x = torch.from_numpy(np.ascontiguousarray(x_np.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
         try:
-            y = _upscale_tensor(net, x, scale, tile, overlap, autocast)
+            y = _upscale_tensor(net, x, scale, tile, overlap, autocast, progress)
         except torch.cuda.OutOfMemoryError:
             if device.type != "cuda" or tile:
                 raise
@@ -179,7 +202,7 @@ def upscale(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0, overl
             for t in _OOM_TILES:
                 torch.cuda.empty_cache()
                 with contextlib.suppress(torch.cuda.OutOfMemoryError):
-                    y = _upscale_tensor(net, x, scale, t, overlap, autocast)
+                    y = _upscale_tensor(net, x, scale, t, overlap, autocast, progress)
                     break
             if y is None:
                 raise
@@ -190,29 +213,33 @@ def upscale(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0, overl
 
 
 def _upscale_tensor(net: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int,
-                    autocast: bool) -> torch.Tensor:
+                    autocast: bool, progress: Progress | None = None) -> torch.Tensor:
     """(1, C, H, W) → (1, C', sH, sW): whole, or core tiles run with `overlap` px of context."""
     h, w = x.shape[-2:]
     if tile == 0 or (h <= tile and w <= tile):
         out = _run(net, x, scale, autocast)
         _check_out(out, x, scale)
+        if progress is not None:
+            progress(1, 1)
         return out
     m = _multiple(net)
     tile, overlap = -(-tile // m) * m, -(-overlap // m) * m  # keep every cut on the net's grid
     out: torch.Tensor | None = None
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            iy0, ix0 = max(0, y0 - overlap), max(0, x0 - overlap)
-            iy1, ix1 = min(h, y1 + overlap), min(w, x1 + overlap)
-            part = x[..., iy0:iy1, ix0:ix1]
-            res = _run(net, part, scale, autocast)
-            _check_out(res, part, scale)
-            if out is None:
-                out = x.new_zeros((1, res.shape[1], h * scale, w * scale), dtype=torch.float32)
-            oy, ox = (y0 - iy0) * scale, (x0 - ix0) * scale
-            out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-                res[..., oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+    corners = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
+    for done, (y0, x0) in enumerate(corners, 1):
+        y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+        iy0, ix0 = max(0, y0 - overlap), max(0, x0 - overlap)
+        iy1, ix1 = min(h, y1 + overlap), min(w, x1 + overlap)
+        part = x[..., iy0:iy1, ix0:ix1]
+        res = _run(net, part, scale, autocast)
+        _check_out(res, part, scale)
+        if out is None:
+            out = x.new_zeros((1, res.shape[1], h * scale, w * scale), dtype=torch.float32)
+        oy, ox = (y0 - iy0) * scale, (x0 - ix0) * scale
+        out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
+            res[..., oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+        if progress is not None:
+            progress(done, len(corners))
     assert out is not None
     return out
 
@@ -225,12 +252,13 @@ def _check_out(y: torch.Tensor, x: torch.Tensor, scale: int) -> None:
 
 def upscale_image(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0, overlap: int = 16,
                   device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                  alpha: str = "bicubic") -> np.ndarray:
+                  alpha: str = "bicubic", progress: Progress | None = None) -> np.ndarray:
     """`upscale` for images of any mode, keeping the mode.
 
     img: (H, W) or (H, W, 1) gray, (H, W, 2) gray + alpha, (H, W, 3) RGB or (H, W, 4) RGBA; uint8
     or uint16. Gray goes through the net as RGB and returns as BT.601 luma; alpha is upscaled
-    separately (`alpha`: 'bicubic', or 'net' as a gray image). Returns the same dtype, number of
+    separately (`alpha`: 'bicubic', or 'net' as a gray image: a second pass of tiles through
+    `progress`). Returns the same dtype, number of
     dimensions and channels at (scale·H, scale·W).
 
     Raises:
@@ -249,7 +277,7 @@ def upscale_image(net: nn.Module, img: np.ndarray, scale: int, *, tile: int = 0,
     channels = arr.shape[2]
     color, a = (f[..., :3], f[..., 3:]) if channels >= 3 else (f[..., :1], f[..., 1:])
     gray = color.shape[2] == 1
-    kw = dict(tile=tile, overlap=overlap, device=device, dtype=dtype)
+    kw = dict(tile=tile, overlap=overlap, device=device, dtype=dtype, progress=progress)
     sr = upscale(net, np.repeat(color, 3, axis=2) if gray else color, scale, **kw)
     if gray:
         sr = cv2.cvtColor(sr, cv2.COLOR_RGB2GRAY)[..., None]
@@ -327,48 +355,78 @@ def write_image_any(path: str | Path, img: np.ndarray) -> None:
 
 
 def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)  # above a progress bar, not through it
 
 
-def upscale_path(checkpoint: Path, inp: Path, out: Path, *, tile: int = 0, overlap: int = 16,
-                 device: str = "auto", alpha: str = "bicubic",
-                 report: Callable[[str], None] = _stderr) -> int:
+def upscale_path(checkpoint: Path, inp: Path, out: Path, *, tile: int = DEFAULT_TILE, overlap: int = 16,
+                 device: str = "auto", alpha: str = "bicubic", weights: str = "params_ema",
+                 report: Callable[[str], None] = _stderr, progress: bool = True) -> int:
     """Super-resolve a file into a file, or a folder's images into a folder (same stems, `.png`).
 
     A file into an existing folder lands there as `<stem>.png`. In a folder, files that cannot be
     read (and names that two inputs would share) are reported through `report` and skipped;
-    sub-folders and hidden files are ignored. Returns the number of images written.
+    sub-folders and hidden files are ignored. `weights`: as in `load_generator` (a fallback from
+    'params_ema' to 'params' is reported). `progress`: a tqdm bar on stderr, over the tiles of a
+    file or the images of a folder. Returns the number of images written.
 
     Raises:
         FileNotFoundError: `checkpoint` or `inp` does not exist.
         ValueError: a bad checkpoint, or a single input file that cannot be read.
     """
+    from tqdm import tqdm
+
     checkpoint, inp, out = Path(checkpoint), Path(inp), Path(out)
     if not inp.exists():
         raise FileNotFoundError(f"{inp}: input not found")
-    net, scale, _ = load_generator(checkpoint, device)
+    net, scale, info = load_generator(checkpoint, device, weights=weights)
+    if info["weights"] != weights and info["weights"] in WEIGHTS:
+        report(f"upscale: {checkpoint} has no {weights}; using its {info['weights']}")
     kw = dict(tile=tile, overlap=overlap, alpha=alpha)
     if inp.is_file():
         target = out / f"{inp.stem}.png" if out.is_dir() else out
-        write_image_any(target, upscale_image(net, read_image_any(inp), scale, **kw))
+        img = read_image_any(inp)
+        with tqdm(desc=f"upscale {inp.name}", unit="tile", file=sys.stderr, disable=not progress) as bar:
+            sr = upscale_image(net, img, scale, progress=_tile_counter(bar), **kw)
+        write_image_any(target, sr)
         return 1
     files = sorted(p for p in inp.iterdir() if p.is_file() and not p.name.startswith("."))
     out.mkdir(parents=True, exist_ok=True)
     done, taken = 0, set()
-    for path in files:
-        name = f"{path.stem}.png"
-        if name in taken:
-            report(f"upscale: skipped {path}: {name} is already written from another input")
-            continue
-        try:
-            img = read_image_any(path)
-        except ValueError as err:
-            report(f"upscale: skipped {err}")
-            continue
-        write_image_any(out / name, upscale_image(net, img, scale, **kw))
-        taken.add(name)
-        done += 1
+    with tqdm(files, desc="upscale", unit="image", file=sys.stderr, disable=not progress) as bar:
+        for path in bar:
+            name = f"{path.stem}.png"
+            if name in taken:
+                report(f"upscale: skipped {path}: {name} is already written from another input")
+                continue
+            try:
+                img = read_image_any(path)
+            except ValueError as err:
+                report(f"upscale: skipped {err}")
+                continue
+            sr = upscale_image(net, img, scale, progress=_tile_postfix(bar, path.name), **kw)
+            write_image_any(out / name, sr)
+            taken.add(name)
+            done += 1
     return done
+
+
+def _tile_counter(bar) -> Progress:
+    """A `Progress` that moves a tqdm bar over tiles (restarted for a second pass, e.g. alpha)."""
+    def step(done: int, total: int) -> None:
+        if bar.total != total or done <= bar.n:
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+    return step
+
+
+def _tile_postfix(bar, name: str) -> Progress:
+    """A `Progress` that shows the current image's tiles after a tqdm bar over images."""
+    def step(done: int, total: int) -> None:
+        bar.set_postfix_str(f"{name} tile {done}/{total}", refresh=False)
+        bar.update(0)  # redraws, at most every mininterval
+    return step
 
 
 def _short(err: Exception) -> str:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import cli, infer
 from pipeline.cli import main as cli_main
-from pipeline.infer import load_generator, read_image_any, upscale, upscale_image, upscale_path
+from pipeline.infer import DEFAULT_TILE, load_generator, read_image_any, upscale, upscale_image, upscale_path
 from pipeline.models import build_generator
 
 TINY_RRDB = dict(num_feat=8, num_block=1, num_grow_ch=4)
@@ -175,6 +176,13 @@ def test_params_preferred_after_params_ema(tmp_path):
     b, _, info_b = load_generator(tmp_path / "pe.pth")
     assert info_a["weights"] == "params" and torch.equal(a(x), net_a(x))
     assert info_b["weights"] == "params_ema" and torch.equal(b(x), net_b(x))
+    raw, _, info_raw = load_generator(tmp_path / "pe.pth", weights="params")
+    assert info_raw["weights"] == "params" and torch.equal(raw(x), net_a(x))
+    torch.save({"params_ema": net_b.state_dict()}, tmp_path / "e.pth")
+    with pytest.raises(ValueError, match=r"e\.pth: no 'params' weights in this checkpoint \(it has \['params_ema'\]\)"):
+        load_generator(tmp_path / "e.pth", weights="params")
+    with pytest.raises(ValueError, match=r"weights must be one of \['params_ema', 'params'\], got 'ema'"):
+        load_generator(tmp_path / "pe.pth", weights="ema")
 
 
 def _old_esrgan_keys(sd: dict, num_block: int) -> dict:
@@ -283,3 +291,48 @@ def test_cli_upscale(tmp_path, capsys):
     assert cli_main(["upscale", "--checkpoint", str(tmp_path / "bad.pth"), str(tmp_path / "x.png"),
                      str(tmp_path / "z.png")]) == 1
     assert "bad.pth: not a loadable torch checkpoint" in capsys.readouterr().err
+
+
+def test_cli_default_tile_bounds_work_and_matches_untiled(tmp_path, capsys):
+    # 300x280 LR px: four tiles of the default 256, each net run on at most (256 + 2 * 16)^2 px
+    assert cli.DEFAULT_TILE == DEFAULT_TILE  # spelled out in the CLI so --help does not import torch
+    net = tiny_net()
+    ckpt = save(tmp_path / "g.pth", net)
+    img = texture(300, 280)
+    cv2.imwrite(str(tmp_path / "x.png"), img[..., ::-1])
+    sizes, real_run = [], infer._run
+
+    def run(net_, x, *args):  # records what each net run was given
+        sizes.append(tuple(x.shape[-2:]))
+        return real_run(net_, x, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(infer, "_run", run)
+        assert cli_main(["upscale", "--checkpoint", str(ckpt), str(tmp_path / "x.png"), str(tmp_path / "y.png"),
+                         "--device", "cpu"]) == 0
+    assert len(sizes) == 4 and max(h * w for h, w in sizes) <= (DEFAULT_TILE + 32) ** 2
+    assert "4/4" in capsys.readouterr().err  # the progress bar, over tiles
+    tiled = cv2.imread(str(tmp_path / "y.png"))[..., ::-1].astype(int)
+    whole = upscale(net, img, 4, tile=0).astype(int)
+    assert whole.std() > 5 and np.abs(tiled - whole).max() <= 1
+
+
+def test_cli_upscale_weights_and_folder_progress(tmp_path, capsys):
+    net_a, net_b = tiny_net(seed=1), tiny_net(seed=2)
+    torch.save({"params": net_a.state_dict(), "params_ema": net_b.state_dict(),
+                "meta": {"name": "rrdbnet", "opts": TINY_RRDB, "scale": 4}}, tmp_path / "pe.pth")
+    torch.save({"params": net_a.state_dict(), "meta": {"name": "rrdbnet", "opts": TINY_RRDB, "scale": 4}},
+               tmp_path / "p.pth")
+    (tmp_path / "in").mkdir()
+    img = texture(9, 11)
+    cv2.imwrite(str(tmp_path / "in" / "x.png"), img[..., ::-1])
+    want = {"ema": upscale(net_b, img, 4), "raw": upscale(net_a, img, 4)}
+    for ckpt, flags, expect in (("pe.pth", [], "ema"), ("pe.pth", ["--weights", "params"], "raw"),
+                                ("p.pth", [], "raw")):
+        out = tmp_path / f"out-{ckpt}-{len(flags)}"
+        assert cli_main(["upscale", "--checkpoint", str(tmp_path / ckpt), str(tmp_path / "in"), str(out),
+                         "--device", "cpu", *flags]) == 0
+        assert np.array_equal(cv2.imread(str(out / "x.png"))[..., ::-1], want[expect]), (ckpt, flags)
+        err = capsys.readouterr().err
+        assert "1/1" in err and "image" in err  # the progress bar, over images
+        assert ("has no params_ema; using its params" in err) == (ckpt == "p.pth")

@@ -1,7 +1,7 @@
 """`realsynth inspect SET`: what is in a shard set (HR, LR or pairs), and a grid of random samples.
 
-The grid goes to `out`, by default `./inspect-<set>.png` in the current directory — never inside
-the set, which is usually a DVC output (writing there would change its hash).
+The grid is written only where asked (`out`), never inside the inspected folder nor inside any shard
+set: those are usually DVC outputs, and a new file there would change their hash.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.members import MemberTable
+from pipeline.io.atomic import atomic_write_bytes
 from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import INDEX
 from pipeline.report import grid as grid_image
@@ -22,18 +23,23 @@ _CELL = 192
 
 
 def inspect_set(set_dir: Path, grid: int = 16, seed: int = 0, out: Path | None = None) -> str:
-    """Summarise the shard set `set_dir` and write a grid PNG of `grid` random samples (0: none).
+    """Summarise the shard set `set_dir`; with `out`, also write there a grid PNG of `grid` random
+    samples (0: none). `out` may be a folder: the grid is then `<out>/inspect-<set>.png`.
 
     A directory holding shard sets (like `data/pairs`, with `train/` and `val/`) is summarised set by
     set, each grid named after its set. Returns the summary text (the CLI prints it).
 
     Raises:
         FileNotFoundError: `set_dir` is neither a shard set nor a directory of shard sets.
-        ValueError: grid < 0.
+        ValueError: grid < 0, or `out` inside `set_dir` or inside a shard set (`check_grid_path`).
     """
     set_dir = Path(set_dir)
     if grid < 0:
         raise ValueError(f"grid must be >= 0, got {grid}")
+    if out is not None:
+        check_grid_path(Path(out), set_dir)
+        if Path(out).is_dir():
+            out = Path(out) / f"inspect-{_name(set_dir)}.png"
     if not (set_dir / INDEX).is_file():
         subsets = sorted(p.parent for p in set_dir.glob(f"*/{INDEX}"))
         if not subsets:
@@ -71,13 +77,31 @@ def inspect_set(set_dir: Path, grid: int = 16, seed: int = 0, out: Path | None =
             col = index[c].dropna()
             missing = f" ({len(index) - len(col)} NaN)" if len(col) < len(index) else ""
             lines.append(f"    {c}: " + (_counts(col.astype(str).value_counts()) + missing if len(col) else "all NaN"))
-    if grid and len(index) and images:
-        path = Path(out) if out is not None else Path.cwd() / f"inspect-{_name(set_dir)}.png"
+    if out is None:
+        lines.append("  grid: none written (--out GRID.png writes one)")
+    elif grid and len(index) and images:
+        path = Path(out)
         picks = np.sort(np.random.default_rng(seed).choice(len(index), size=min(grid, len(index)), replace=False))
-        path.write_bytes(encode_png(_grid(set_dir, index, images, picks)))
+        atomic_write_bytes(path, encode_png(_grid(set_dir, index, images, picks)))
         lines.append(f"  grid: {path} ({len(picks)} random samples, seed {seed}"
                      + ("; each HR followed by its LR, nearest-upscaled)" if len(images) == 2 else ")"))
     return "\n".join(lines)
+
+
+def check_grid_path(out: Path, set_dir: Path) -> None:
+    """Refuse a grid path inside the inspected folder or inside any folder that holds an
+    index.parquet (a shard set, usually a DVC output whose hash a new file would change).
+
+    Raises:
+        ValueError: one line naming `out` and the folder it lies in.
+    """
+    target, root = Path(out).resolve(), Path(set_dir).resolve()
+    if target == root or root in target.parents:
+        raise ValueError(f"{out}: inside the inspected folder {set_dir} (a DVC output, whose hash a new file "
+                         "would change); write the grid elsewhere")
+    holder = next((d for d in (target, *target.parents) if (d / INDEX).is_file()), None)
+    if holder is not None:
+        raise ValueError(f"{out}: inside the shard set {holder} (it holds {INDEX}); write the grid elsewhere")
 
 
 def _bytes(n: int) -> str:
