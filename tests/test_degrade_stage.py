@@ -226,6 +226,9 @@ def test_cli_degrade_replay_and_recipes(hr_set, tmp_path, capsys):
     lr = tmp_path / "lr"
     assert cli.main(["degrade", str(hr_set), str(lr), "--backend", "reference", "--workers", "1",
                      "--variants", "2", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"degrade: {2 * N_TILES} LR samples (realesrgan-x4plus, reference) in 1 shards -> {lr}; 2 skipped "
+        f"(see {lr / 'skipped.csv'}); report: {lr / 'report.md'}")
     assert len(ShardSet(lr).index) == 2 * N_TILES and set(ShardSet(lr).index["height"]) == {16}
     # without --scale the preset's own factor: x2plus gives 32 px LR from 64 px HR
     assert cli.main(["degrade", str(hr_set), str(tmp_path / "x2"), "--preset", "realesrgan-x2plus",
@@ -287,3 +290,55 @@ def test_reference_worker_reads_hr_by_offset_without_loading_pandas(hr_set, tmp_
     finally:
         cv2.setNumThreads(threads)
     assert lines == here and "tiny_v0 False" in lines  # the same bytes, the too-small tile still skipped
+
+
+def test_cli_degrade_a_folder_of_photos(tmp_path, capsys, fixtures):
+    from pipeline import cli
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    tiles = _tiles(fixtures)
+    cv2.imwrite(str(photos / "a.png"), tiles[0][..., ::-1])
+    cv2.imwrite(str(photos / "sub" / "b.jpg"), tiles[1][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    lr = tmp_path / "lr"
+    assert cli.main(["degrade", str(photos), str(lr), "--backend", "reference", "--workers", "1"]) == 0
+    assert capsys.readouterr().out.strip().startswith("degrade: 2 LR samples (realesrgan-x4plus, reference) in 1 ")
+    index = ShardSet(lr).index
+    assert len(index) == 2 and set(index["height"]) == {16}
+    sample = ShardSet(lr).read(index["key"].iloc[0])
+    assert set(sample) >= {"lr.png", "hr.png", "json"}  # a folder's HR travels with its LR
+    assert np.array_equal(decode_png(sample["hr.png"]), tiles[0])
+
+
+def test_recipe_histograms_leave_out_what_the_preset_never_draws(tmp_path):
+    from pipeline.degrade.recipe import BSRGAN_COLUMNS, STRING_COLUMNS
+    from pipeline.degrade.report import histogram_panels
+    from pipeline.degrade.run import draw_recipes
+
+    def column(title: str) -> str:  # 'blur1_sigma_x (3 n/a)' and 'noise1_level, gaussian' name their column
+        return title.split(" ")[0].rstrip(",")
+
+    units = {}
+    for preset in ("realesrgan-x4plus", "bsrgan"):
+        draw_recipes(tmp_path / preset, cfg_of(preset=preset), n=60, seed=0, scale=4)
+        assert (tmp_path / preset / "recipe_histograms.png").stat().st_size > 0
+        table = pd.read_parquet(tmp_path / preset / "recipes.parquet")
+        panels = histogram_panels(table)
+        drawn = [c for c in BASE_COLUMNS + BSRGAN_COLUMNS
+                 if c in table.columns and c != "bsrgan_order" and table[c].notna().any()]
+        assert len(drawn) < len(table.columns) - 1  # the preset leaves some columns empty...
+        assert sorted({column(t) for t, _, _ in panels}) == sorted(drawn)  # ...and they get no panel
+        assert all(len(values) for _, values, _ in panels)
+        # every number has its unit on the x axis; names have none
+        assert all(bool(x) != (column(t) in STRING_COLUMNS) for t, _, x in panels)
+        units[preset] = {t: x for t, _, x in panels}
+        if preset == "realesrgan-x4plus":  # gaussian σ and the Poisson scale get a panel each
+            gaussian = dict((t, v) for t, v, _ in panels)["noise1_level, gaussian"]
+            assert sorted(gaussian) == sorted(table.loc[table["noise1_kind"] == "gaussian", "noise1_level"])
+    x4, bsr = units["realesrgan-x4plus"], units["bsrgan"]
+    assert "jpeg2_quality" not in x4 and "blur1_beta" not in bsr and "final_omega" not in bsr
+    assert x4["noise1_level, gaussian"] == "σ (grey levels of 255)"
+    assert x4["noise1_level, poisson"] == "Poisson scale (no unit)"
+    assert x4["final_jpeg_quality"] == "JPEG quality (0–100)" and x4["resize1_scale"] == "scale factor (×)"
+    assert {x for t, x in x4.items() if column(t) == "blur1_theta"} == {"rotation θ (radians)"}
+    assert {x for t, x in bsr.items() if column(t) == "camera_shot"} == {"shot: variance per unit linear signal"}

@@ -18,36 +18,80 @@ HISTOGRAMS = "recipe_histograms.png"
 EXAMPLES = "examples.png"
 
 
+# x-axis label of a numeric recipe column, by the end of its name: the unit as stored (DESIGN §4)
+_UNITS = (
+    ("_size", "kernel size (px)"), ("_sigma_x", "σx (px)"), ("_sigma_y", "σy (px)"),
+    ("_theta", "rotation θ (radians)"), ("_beta", "shape β (no unit)"), ("_omega", "cut-off ω (radians/px)"),
+    ("_scale", "scale factor (×)"), ("_gray", "gray noise (0 colour, 1 gray)"),
+    ("_quality", "JPEG quality (0–100)"), ("camera_shot", "shot: variance per unit linear signal"),
+    ("camera_read", "read: variance, linear signal in [0, 1]"),
+)
+# noise{s}_level holds σ for gaussian noise and a scale for poisson noise: one panel for each
+_LEVELS = {"gaussian": "σ (grey levels of 255)", "poisson": "Poisson scale (no unit)"}
+_LOG_X = ("camera_shot", "camera_read")  # drawn log-uniformly: log bins show the draw as drawn
+
+
+def _unit(col: str) -> str:
+    return next((label for end, label in _UNITS if col.endswith(end)), "")
+
+
+def histogram_panels(table: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
+    """(title, values, x label) for each recipe column of `table` that has a value somewhere:
+    a column absent for the preset (every value NaN) gets no panel. String columns keep 'n/a'
+    among their labels; numeric values come without NaN, and the title counts them."""
+    panels = []
+    for col in [c for c in BASE_COLUMNS + BSRGAN_COLUMNS if c in table.columns and c != "bsrgan_order"]:
+        values = table[col]
+        if values.notna().sum() == 0:
+            continue
+        if col in STRING_COLUMNS:
+            panels.append((col, _labels(values), ""))
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        kind_col = col.replace("_level", "_kind")
+        if col.endswith("_level") and kind_col in table.columns:
+            for kind, label in _LEVELS.items():
+                part = numbers[table[kind_col] == kind].dropna()
+                if len(part):
+                    panels.append((f"{col}, {kind}", part, label))
+            continue
+        missing = int(numbers.isna().sum())
+        panels.append((col + (f" ({missing} n/a)" if missing else ""), numbers.dropna(), _unit(col)))
+    return panels
+
+
 def plot_histograms(table: pd.DataFrame, path: Path) -> None:
-    """One small panel per recipe column present in `table`: a histogram for numbers (NaN left
-    out, count of NaN in the title), a bar chart of frequencies for names."""
+    """One small panel per recipe column with a value in `table` (`histogram_panels`): a histogram
+    for numbers, its x axis labelled with the unit as stored, a bar chart of frequencies for names."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in BASE_COLUMNS + BSRGAN_COLUMNS if c in table.columns and c != "bsrgan_order"]
+    panels = histogram_panels(table)
     ncols = 6
-    nrows = max(1, math.ceil(len(cols) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.2 * nrows), squeeze=False)
-    for ax, col in zip(axes.ravel(), cols):
-        values = table[col]
-        if col in STRING_COLUMNS:
-            counts = _labels(values).value_counts().sort_index()
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.3 * nrows), squeeze=False)
+    for ax, (title, values, xlabel) in zip(axes.ravel(), panels):
+        if xlabel:
+            log = title.startswith(_LOG_X) and (values > 0).all()
+            bins = np.geomspace(values.min(), values.max(), 31) if log and values.max() > values.min() else 30
+            # one filled outline, not 30 bar patches: a third of the drawing time
+            ax.hist(values, bins=bins, color="tab:orange", histtype="stepfilled")
+            if log:
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel, fontsize=6, labelpad=1)
+        else:
+            counts = values.value_counts().sort_index()
             ax.bar(range(len(counts)), counts.values, color="tab:blue")
             ax.set_xticks(range(len(counts)), counts.index, rotation=30, ha="right", fontsize=6)
-        else:
-            numbers = pd.to_numeric(values, errors="coerce")
-            present = numbers.dropna()
-            if len(present):  # one filled outline, not 30 bar patches: a third of the drawing time
-                ax.hist(present, bins=30, color="tab:orange", histtype="stepfilled")
-            col = f"{col} (n/a {int(numbers.isna().sum())})"
-        ax.set_title(col, fontsize=7)
+        ax.set_ylabel("count", fontsize=6, labelpad=1)
+        ax.set_title(title, fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in axes.ravel()[len(cols):]:
+    for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     # fixed margins sized for the 6-7 pt labels: tight_layout measured every label (~2 s)
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08 / nrows ** 0.5, top=1 - 0.06 / nrows ** 0.5,
-                        wspace=0.3, hspace=0.9)
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.1 / nrows ** 0.5, top=1 - 0.06 / nrows ** 0.5,
+                        wspace=0.32, hspace=1.0)
     fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
 
