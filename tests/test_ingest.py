@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tarfile
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -318,3 +319,77 @@ def test_ingest_workers_modules_do_not_import_pandas():
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+# --- sources: globs and @lists; WebP, TIFF and BMP photos ----------------------------------------
+
+@pytest.fixture
+def tree(tmp_path):
+    d = tmp_path / "shoot"
+    (d / "day2").mkdir(parents=True)
+    for i, rel in enumerate(("a.png", "b.jpg", "day2/c.png", "day2/d.PNG")):
+        _save(_photo(10 + i, 128, 128), d / rel, "JPEG" if rel.endswith(".jpg") else "PNG")
+    (d / "notes.txt").write_text("not a photo\n")
+    return d
+
+
+def test_globs_and_list_files_expand_to_sorted_unique_files(tmp_path, tree):
+    from pipeline.ingest.sources import resolve_sources
+
+    names = lambda paths: [p.relative_to(tree).as_posix() for p in paths]  # noqa: E731
+    assert names(resolve_sources(["shoot/*.png"], base=tmp_path)) == ["a.png"]
+    assert names(resolve_sources(["shoot/**/*.png"], base=tmp_path)) == ["a.png", "day2/c.png"]  # case kept
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "pick.txt").write_text(
+        f"# chosen by hand\n../shoot/b.jpg\n\n  ../shoot/day2/d.PNG  \n{tree / 'a.png'}\n")
+    assert names(resolve_sources(["@lists/pick.txt"], base=tmp_path)) == ["a.png", "b.jpg", "day2/d.PNG"]
+    both = resolve_sources(["@lists/pick.txt", "shoot/*.png", str(tree / "a.png")], base=tmp_path)
+    assert names(both) == ["a.png", "b.jpg", "day2/d.PNG"]  # each file once
+    with pytest.raises(FileNotFoundError, match=r"^@lists/nope\.txt: list file not found$"):
+        resolve_sources(["@lists/nope.txt"], base=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^shoot/\*\.webp: glob matched no files$"):
+        resolve_sources(["shoot/*.webp"], base=tmp_path)
+
+
+def test_cli_ingest_from_a_glob_and_a_list(tmp_path, tree, monkeypatch, capsys):
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pick.txt").write_text("shoot/b.jpg\n")
+    assert main(["ingest", "shoot/**/*.png", "@pick.txt", "hr", "--min-side", "64", "--crop", "64", "--step", "64",
+                 "--workers", "1", "--val-fraction", "0"]) == 0
+    assert capsys.readouterr().out.startswith("3/3 photos -> 12 tiles")
+    index = pd.read_parquet(tmp_path / "hr" / "index.parquet")
+    assert sorted({s.rsplit("/", 1)[-1] for s in index["source"]}) == ["a.png", "b.jpg", "c.png"]
+
+
+@pytest.mark.parametrize("fmt, save", [
+    ("webp", lambda img, p: Image.fromarray(img).save(p, "WEBP", lossless=True)),
+    ("tiff", lambda img, p: Image.fromarray(img).save(p, "TIFF", compression="tiff_lzw")),
+    ("bmp", lambda img, p: cv2.imwrite(str(p), img[..., ::-1])),
+])
+def test_lossless_webp_tiff_bmp_photos_ingest_pixel_exact(tmp_path, fmt, save):
+    img = _photo(20, 128, 128)
+    (tmp_path / "in").mkdir()
+    save(img, tmp_path / "in" / f"photo.{fmt}")
+    cfg = build(IngestConfig, {"min_side": 64, "crop": 64, "step": 64, "val_fraction": 0.0, "workers": 1}, "ingest")
+    stats = ingest([str(tmp_path / "in")], tmp_path / "hr", cfg, seed=0, scale=4)
+    assert (stats.accepted, stats.rejected, stats.tiles) == (1, 0, 4)
+    shards = ShardSet(tmp_path / "hr")
+    for row in shards.index.itertuples():
+        tile = decode_png(shards.read(row.key)["hr.png"])
+        assert np.array_equal(tile, img[row.tile_y:row.tile_y + row.height, row.tile_x:row.tile_x + row.width])
+
+
+def test_lossy_webp_and_16_bit_tiff_decode_close_to_the_original():
+    from pipeline.io.images import decode_image
+
+    img = _photo(21, 64, 80)
+    ok, webp = cv2.imencode(".webp", img[..., ::-1], [cv2.IMWRITE_WEBP_QUALITY, 90])
+    assert ok
+    got = decode_image(webp.tobytes())
+    assert got.shape == img.shape and np.abs(got.astype(int) - img.astype(int)).mean() < 4
+    deep = img.astype(np.uint16) * 257 + 100  # 16-bit samples: rounded to 8 bits, not cut to the high byte
+    ok, tiff = cv2.imencode(".tiff", deep[..., ::-1])
+    assert ok
+    np.testing.assert_array_equal(decode_image(tiff.tobytes()), np.round(deep / 257).astype(np.uint8))

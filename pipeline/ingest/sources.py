@@ -59,7 +59,8 @@ def resolve_sources(sources: list[str] | tuple[str, ...], base: Path | None = No
             found += matches
         else:
             raise FileNotFoundError(f"{src}: no such file or folder")
-    return sorted({p.absolute() for p in found})
+    # normpath: `lists/../shoot/a.png` and `shoot/a.png` are one file, not a duplicate to reject
+    return sorted({Path(os.path.normpath(p.absolute())) for p in found})
 
 
 def _abs(p: str, base: Path) -> Path:
