@@ -48,21 +48,28 @@ def version() -> str:
         return "unknown"
 
 
-def check_out_dir(out: str | Path, force: bool, inputs: tuple[str | Path, ...] = ()) -> None:
+def check_out_dir(out: str | Path, force: bool, inputs: tuple[str | Path, ...] = (), *,
+                  recursive: bool = False) -> None:
     """Refuse, before anything is written, an OUT that would silently replace work: an existing
-    non-empty folder or a file (unless `force`), or, even with `force`, a folder that is or holds
-    one of `inputs` (replacing it would delete the input while it is read).
+    non-empty folder or a file (unless `force`), or, even with `force`, a folder that is or holds one
+    of `inputs` (replacing it would delete the input while it is read) or, when the inputs are read
+    `recursive`ly, one inside an input folder (a second run would read the first one's PNGs).
 
     Raises:
         FileExistsError: `out` exists (and is not an empty folder) and `force` is off.
-        ValueError: `out` is an input or contains one.
+        ValueError: `out` is an input, contains one, or lies inside a recursively read one.
     """
     out = Path(out)
     target = out.resolve()
     for src in inputs:
         path = Path(src)
-        if path.exists() and (path.resolve() == target or target in path.resolve().parents):
+        if not path.exists():
+            continue
+        if path.resolve() == target or target in path.resolve().parents:
             raise ValueError(f"{out}: is or contains the input {src}; choose an OUT outside the inputs")
+        if recursive and path.is_dir() and path.resolve() in target.parents:
+            raise ValueError(f"{out}: inside the input folder {src}, which is read with its sub-folders; "
+                             "choose an OUT outside it")
     if force or not (out.exists() or out.is_symlink()):
         return
     if not out.is_dir():
@@ -86,7 +93,7 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.scales:
         overrides["scales"] = [float(s) for s in args.scales.split(",")]
     cfg = build(IngestConfig, {**overrides, "sources": list(args.inputs)}, "ingest")
-    check_out_dir(args.out, args.force, tuple(args.inputs))
+    check_out_dir(args.out, args.force, tuple(args.inputs), recursive=True)
     with atomic_dir(args.out) as tmp:
         stats = ingest(cfg.sources, tmp, cfg, seed=args.seed, scale=args.scale)
     print(f"{stats.accepted}/{stats.candidates} photos -> {stats.tiles} tiles (train {stats.train_tiles}, "
@@ -116,7 +123,7 @@ def _degrade(args: argparse.Namespace) -> int:
     from pipeline.parallel import keep_freed_memory
 
     cfg = _degrade_cfg(args)
-    check_out_dir(args.out, args.force, (args.input,))
+    check_out_dir(args.out, args.force, (args.input,), recursive=True)
     keep_freed_memory()  # a CLI process: reuse freed arrays instead of faulting in new ones
     with atomic_dir(args.out) as tmp:
         stats = run.degrade_set(Path(args.input), tmp, cfg, seed=args.seed, scale=_scale(args, cfg))

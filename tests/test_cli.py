@@ -127,6 +127,10 @@ def test_force_never_replaces_an_input(tmp_path, capsys):
                                                "choose an OUT outside the inputs")
     assert _degrade(tmp_path, photos, "--force") == 1  # OUT holds the input folder
     assert "is or contains the input" in capsys.readouterr().err
+    # ingest and degrade read folders with their sub-folders: a second run would take the first's PNGs
+    assert _ingest(photos, photos / "hr") == 1
+    assert capsys.readouterr().err.strip() == (f"realsynth: error: {photos / 'hr'}: inside the input folder {photos}, "
+                                               "which is read with its sub-folders; choose an OUT outside it")
     assert sorted(p.name for p in photos.iterdir()) == ["p0.png", "p1.png"]
 
 
