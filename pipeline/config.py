@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from pipeline.params import (ParamsError, build, check_choice, check_interval, check_range,
-                             coerce, to_dict)
+                             coerce, read_yaml, to_dict)
 
 SCALES = (1, 2, 3, 4, 8)
 
@@ -184,10 +182,7 @@ def load_params(path: str | Path = "params.yaml", sections: tuple[str, ...] | No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    data = read_yaml(path)
     try:
         return parse_params(data, sections, source=str(path))
     except ParamsError as err:
