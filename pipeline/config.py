@@ -124,13 +124,14 @@ class EvaluateConfig:
 
 
 def check_sources(sources: tuple[str, ...], photos: Path, where: str = "ingest.sources") -> None:
-    """Every source but `sample` must name a path inside `photos` (`paths.photos`), relative to the repo.
+    """Every source but `sample` must name a path inside `photos` (`paths.photos`), written as it is
+    (relative to the repo, or both absolute).
 
     DVC cannot take a dependency list from params (`${ingest.sources}` is refused: "Cannot interpolate
     data of type 'list'"), so dvc.yaml makes ingest depend on the one folder `${paths.photos}`: adding,
     removing or changing a photo there makes ingest stale. A source outside it would be invisible to
     DVC, hence refused here. A glob is checked by its fixed part (`photos/shoot/**/*.jpg` → `photos/shoot`),
-    a list file by its own path (its lines are checked when resolved).
+    a list file by its own path (its lines are checked by `resolve_sources(..., root=)` when read).
     """
     for i, src in enumerate(sources):
         if src != "sample" and not within(fixed_part(src), photos):
@@ -139,7 +140,8 @@ def check_sources(sources: tuple[str, ...], photos: Path, where: str = "ingest.s
 
 
 def fixed_part(src: str) -> str:
-    """The path a source names before any glob magic, without a list file's `@`: `@a/l.txt` → `a/l.txt`."""
+    """The path a source names before any glob magic, `..` collapsed and a list file's `@` dropped:
+    `@a/l.txt` → `a/l.txt`, `a/*/../../b/*.jpg` → `b`."""
     parts = Path(os.path.normpath(src.removeprefix("@"))).parts
     cut = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     return os.path.join(*parts[:cut]) if cut else "."
