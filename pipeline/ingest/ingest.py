@@ -59,16 +59,19 @@ class _Photo:
 
 
 def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: IngestConfig, *, seed: int,
-           scale: int) -> IngestStats:
+           scale: int, root: Path | None = None) -> IngestStats:
     """Run ingest into the (fresh) directory `out`: shards + index.parquet + rejects.csv + report.md.
+
+    `root`: where every photo but the sample's must lie (the DVC stage passes `paths.photos`).
 
     Raises:
         FileNotFoundError: a source that does not exist.
-        ValueError: no usable photo among the candidates (the message lists the first reasons).
+        ValueError: no usable photo among the candidates (the message lists the first reasons), or a
+            photo outside `root`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = resolve_sources(list(sources))
+    paths = resolve_sources(list(sources), root=root)
     rejects: list[tuple[str, str]] = []
     photos: list[_Photo] = []
     by_hash: dict[str, str] = {}
