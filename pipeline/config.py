@@ -114,9 +114,15 @@ class EvaluateConfig:
     grid_images: int = 4                   # rows in the image grid
     tile: int = 0                          # upscale tile size (0 = whole image)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    reproducible: bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
+    threads: int = 0                       # CPU threads (0 = all cores); >= 1 with reproducible
 
     def validate(self, where: str) -> None:
         check_range(f"{where}.max_images", self.max_images, lo=0)
+        check_range(f"{where}.threads", self.threads, lo=0)
+        if self.reproducible and self.threads < 1:
+            raise ParamsError(f"{where}.threads: expected >= 1 with reproducible: true (the thread count "
+                              f"changes CPU float sums), got {self.threads}")
         check_range(f"{where}.crop_border", self.crop_border, lo=-1)
         check_range(f"{where}.grid_crop", self.grid_crop, lo=8)
         check_range(f"{where}.grid_images", self.grid_images, lo=1)

@@ -86,6 +86,7 @@ def _lr_hash(repo: Path) -> str:
 def _project_copy(dest: Path) -> Path:
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "photos", dest / "photos")
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
