@@ -146,8 +146,8 @@ def _json_float(v: float) -> float | None:
 def kernel_decimals(kernel: np.ndarray) -> list[list[float]]:
     """A kernel's float32 values as the floats of their shortest round-tripping decimals (JSON-ready).
 
-    numpy's shortest repr costs ~1.5 µs a value and a recipe holds ~600; the kernels are symmetric
-    (about one value in five is distinct), so each distinct bit pattern is formatted once.
+    numpy's shortest repr is slow per value and a recipe holds hundreds; the kernels are symmetric
+    (few values are distinct), so each distinct bit pattern is formatted once.
     """
     kernel = np.ascontiguousarray(kernel, np.float32)
     bits, where = np.unique(kernel.view(np.int32), return_inverse=True)  # bits: keeps 0.0 and -0.0 apart
@@ -390,7 +390,7 @@ STRING_COLUMNS = frozenset(c for c in BASE_COLUMNS + BSRGAN_COLUMNS
 
 
 def recipe_columns(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's scalars under DESIGN §4's column names (NaN where a step is absent).
+    """The recipe's scalars under their index column names (NaN where a step is absent).
 
     Numbers are floats (`noise{s}_gray` is 1.0/0.0), names are strings; bsrgan adds
     `bsrgan_order`, `down0_interp`, `camera_shot`, `camera_read`.
