@@ -16,13 +16,14 @@ JSON layout (`to_json`): {"version": 1, "preset": str, "scale": int, "order": st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
+
+from pipeline.seeding import sha256_int
 
 from .config import (BlurSettings, DegradeConfig, NoiseSettings, ResizeSettings, Settings,
                      check_scale)
@@ -191,15 +192,10 @@ def _step_from_dict(d: dict[str, Any]) -> Step:
 
 # ---- sampling -----------------------------------------------------------------------------------
 
-def stable_hash(key: str) -> int:
-    """64-bit hash of a sample key, the same in every process and Python version."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
-
-
 def recipe_rng(seed: int, key: str, variant: int) -> np.random.Generator:
     if seed < 0 or variant < 0:
         raise ValueError(f"seed and variant must be non-negative, got seed={seed}, variant={variant}")
-    return np.random.default_rng([int(seed), stable_hash(key), int(variant)])
+    return np.random.default_rng([int(seed), sha256_int(key), int(variant)])  # 64 bits (pipeline.seeding)
 
 
 def sample_recipe(cfg: DegradeConfig | Settings, seed: int, key: str, variant: int = 0, *,

@@ -26,6 +26,7 @@ from pipeline.io.images import ImageError, decode_image, encode_png
 from pipeline.io.shards import Sample, json_bytes, write_shard_set
 from pipeline.parallel import resolve_workers, worker_pool
 from pipeline.report import contact_sheet, markdown_table
+from pipeline.seeding import sha256_int
 
 if TYPE_CHECKING:  # pandas is imported where the report and rejects are written, not in the workers
     import pandas as pd
@@ -190,7 +191,7 @@ def cap_tiles(n: int, cap: int, seed: int, sha256: str) -> list[int]:
     content and the seed, never on its path, the listing order or the worker count."""
     if cap <= 0 or n <= cap:
         return list(range(n))
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{sha256}".encode()).digest()[:8], "big"))
+    rng = np.random.default_rng(sha256_int(f"{seed}:{sha256}", "big"))
     return sorted(int(i) for i in rng.choice(n, size=cap, replace=False))
 
 
