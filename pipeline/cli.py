@@ -8,6 +8,7 @@
     realsynth inspect SET [--grid N] [--out GRID.png]
     realsynth replay SET KEY OUT.png
     realsynth upscale --checkpoint C IN OUT [--tile T --overlap O] [--weights W] [--force]
+    realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped
 flag gets the usage of its subcommand and exit status 2. A command that writes a folder refuses an
@@ -262,7 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "the checkpoint has no EMA weights)")
     p.add_argument("--force", action="store_true", help="replace OUT if it is a non-empty folder (IN a folder)")
     p.set_defaults(fn=_upscale, parser=p)
+
+    p = sub.add_parser("recover", help="after a killed run: release dead DVC locks, remove half-written outputs")
+    p.add_argument("repo", nargs="?", default=".", help="the DVC project (default: the current folder)")
+    p.set_defaults(fn=_recover, parser=p)
     return ap
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from pipeline.recover import recover
+
+    root = Path(args.repo).resolve()
+    if not (root / ".dvc").is_dir():
+        raise FileNotFoundError(f"{root}: not a DVC project (no .dvc/ folder)")
+    from dvc.repo import Repo  # DVC knows every stage's outputs, templated paths resolved
+
+    with Repo(str(root)) as repo:
+        outputs = [Path(out.fs_path) for out in repo.index.outs]
+    done = recover(root, outputs)
+    for line in done["released"]:
+        print(f"released the lock of dead {line}")
+    for path in done["removed"]:
+        print(f"removed {path}")
+    for line in done["live"]:
+        print(f"kept the lock of running {line}")
+    if done["live"]:
+        print("a dvc process is still running here: wait for it, or stop it, before `dvc repro`")
+        return 1
+    nothing = "" if done["released"] or done["removed"] else "nothing to recover; "
+    print(f"recover: {nothing}ready for `dvc repro`")
+    return 0
 
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:

@@ -10,20 +10,20 @@ Any problem is one `ParamsError` line naming the dotted key, the value and what 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from pipeline.params import (ParamsError, build, check_choice, check_interval, check_range,
-                             coerce, to_dict)
+                             coerce, read_yaml, to_dict)
 
 SCALES = (1, 2, 3, 4, 8)
 
 __all__ = ["ParamsError", "Params", "PathsConfig", "IngestConfig", "ShardConfig", "EvaluateConfig",
-           "load_params", "parse_params", "to_dict"]
+           "check_sources", "load_params", "parse_params", "to_dict"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,21 @@ class PathsConfig:
     pairs: Path = Path("data/pairs")  # shard output: train/ and val/ patch shard sets
     models: Path = Path("models")     # train outputs: net/ and gan/
     eval: Path = Path("eval")         # evaluate outputs
+    photos: Path = Path("photos")     # the user's photos: every ingest source but 'sample' lies here
+
+    def validate(self, where: str) -> None:
+        """`photos` is a dependency of ingest, so it must hold no stage's output (DVC would see a cycle)."""
+        for name in ("hr", "lr", "pairs", "models", "eval"):
+            other = getattr(self, name)
+            if within(other, self.photos) or within(self.photos, other):
+                raise ParamsError(f"{where}.photos: expected a folder apart from {where}.{name} ({other}), "
+                                  f"got {str(self.photos)!r}")
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    sources: tuple[str, ...] = ("sample",)  # 'sample', folders (recursive), globs, or @list.txt files
+    sources: tuple[str, ...] = ("sample",)  # 'sample', or folders (recursive), files, globs or @list.txt
+                                            # files inside paths.photos (see check_sources)
     min_side: int = 128                     # reject photos whose shorter side is smaller (px)
     max_pixels: int = 100_000_000           # reject larger photos before decoding (bomb guard)
     alpha: Literal["composite", "reject"] = "composite"
@@ -104,13 +114,52 @@ class EvaluateConfig:
     grid_images: int = 4                   # rows in the image grid
     tile: int = 0                          # upscale tile size (0 = whole image)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    reproducible: bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
+    threads: int = 0                       # CPU threads (0 = all cores); >= 1 with reproducible
 
     def validate(self, where: str) -> None:
         check_range(f"{where}.max_images", self.max_images, lo=0)
+        check_range(f"{where}.threads", self.threads, lo=0)
+        if self.reproducible and self.threads < 1:
+            raise ParamsError(f"{where}.threads: expected >= 1 with reproducible: true (the thread count "
+                              f"changes CPU float sums), got {self.threads}")
         check_range(f"{where}.crop_border", self.crop_border, lo=-1)
         check_range(f"{where}.grid_crop", self.grid_crop, lo=8)
         check_range(f"{where}.grid_images", self.grid_images, lo=1)
         check_range(f"{where}.tile", self.tile, lo=0)
+
+
+def check_sources(sources: tuple[str, ...], photos: Path, where: str = "ingest.sources") -> None:
+    """Every source but `sample` must name a path inside `photos` (`paths.photos`), written as it is
+    (relative to the repo, or both absolute).
+
+    DVC cannot take a dependency list from params (`${ingest.sources}` is refused: "Cannot interpolate
+    data of type 'list'"), so dvc.yaml makes ingest depend on the one folder `${paths.photos}`: adding,
+    removing or changing a photo there makes ingest stale. A source outside it would be invisible to
+    DVC, hence refused here. A glob is checked by its fixed part (`photos/shoot/**/*.jpg` → `photos/shoot`),
+    a list file by its own path (its lines are checked by `resolve_sources(..., root=)` when read).
+    """
+    for i, src in enumerate(sources):
+        if src != "sample" and not within(fixed_part(src), photos):
+            raise ParamsError(f"{where}[{i}]: expected 'sample' or a path inside paths.photos "
+                              f"({str(photos)!r}), got {src!r}")
+
+
+def fixed_part(src: str) -> str:
+    """The path a source names before any glob magic, `..` collapsed and a list file's `@` dropped:
+    `@a/l.txt` → `a/l.txt`, `a/*/../../b/*.jpg` → `b`."""
+    parts = Path(os.path.normpath(src.removeprefix("@"))).parts
+    cut = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return os.path.join(*parts[:cut]) if cut else "."
+
+
+def within(path: str | Path, root: str | Path) -> bool:
+    """Whether `path` is `root` or lies under it, lexically (`..` resolved, symlinks not followed);
+    a relative and an absolute path never nest."""
+    p, r = os.path.normpath(path), os.path.normpath(root)
+    if os.path.isabs(p) != os.path.isabs(r):
+        return False
+    return r == "." and not p.startswith("..") or p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
 def _lazy(module: str, name: str):
@@ -172,6 +221,8 @@ def parse_params(data: dict | None, sections: tuple[str, ...] | None = None, sou
             else:
                 values[name] = build(cls, section, name)
     params = Params(**values)
+    if params.ingest is not None:
+        check_sources(params.ingest.sources, params.paths.photos)
     if params.scale not in SCALES:
         raise ParamsError(f"scale: expected one of {list(SCALES)}, got {params.scale!r}")
     if params.seed < 0:
@@ -184,10 +235,7 @@ def load_params(path: str | Path = "params.yaml", sections: tuple[str, ...] | No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    data = read_yaml(path)
     try:
         return parse_params(data, sections, source=str(path))
     except ParamsError as err:

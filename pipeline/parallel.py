@@ -35,9 +35,9 @@ def resolve_workers(workers: int) -> int:
 
 
 # glibc serves every allocation over 128 KB (a 256 px float32 image is 768 KB) from a fresh mmap and
-# unmaps it on free, so each new array faults its pages in again: ~550 page faults and ~2 ms of
-# kernel time per degraded tile on a VM, 10-15 % of the tile. Raising both thresholds makes freed
-# arrays go back to the heap and get reused (bench/README.md, "Page faults, the Poisson sampler ...").
+# unmaps it on free, so each new array faults its pages in again, hundreds of faults per degraded
+# tile. Raising both thresholds makes freed arrays go back to the heap and get reused (figures:
+# bench/README.md, "Page faults, the Poisson sampler ...").
 _MALLOC_TRIM_THRESHOLD, _MALLOC_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
 _MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest allowed value on 64-bit
 _TRIM_THRESHOLD_BYTES = 256 << 20

@@ -27,6 +27,26 @@ class ParamsError(ValueError):
     """An invalid parameter; the message is one line: `<key>: expected ..., got ...`."""
 
 
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file exactly as DVC parses params.yaml: ruamel.yaml's `YAML(typ="safe")`, YAML 1.2.
+
+    One reading for both, so `dvc params diff`, `${...}` in dvc.yaml and `dvc exp run -S` see the values
+    the stages see: `1e-3` is a float, `yes`/`no`/`on`/`off` are strings, `017` is 17 and `0o17` is 15,
+    `1:30` is a string, and a duplicate key is an error (PyYAML's `safe_load` is YAML 1.1 on all of them).
+    Raises ParamsError, one line naming the file, the problem and its line, on text that is not YAML.
+    """
+    from ruamel.yaml import YAML, YAMLError  # DVC's own parser, imported only where a file is read
+
+    path = Path(path)
+    try:
+        return YAML(typ="safe").load(path.read_text())
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(problem).split())}{where}") from None
+
+
 def build(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """Build dataclass `cls` from `data` (missing keys take defaults), then call its `validate`."""
     if data is None:

@@ -28,7 +28,13 @@ def main(argv: list[str] | None = None) -> None:
         print(summary(cfg.paths.eval, LABELS))
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, set before CUDA starts
+    if cfg.evaluate.reproducible:  # before the first CPU op
+        from pipeline.numerics import pin_cpu_numerics
+        print(f"evaluate: {pin_cpu_numerics(cfg.evaluate.threads)}")
     import torch
+
+    if cfg.evaluate.threads and not cfg.evaluate.reproducible:
+        torch.set_num_threads(cfg.evaluate.threads)
 
     from pipeline.evaluate import evaluate
     from pipeline.io.atomic import atomic_dir

@@ -1,4 +1,4 @@
-"""DVC stage `ingest`: params `ingest` → `paths.hr` (HR tile shard set, rejects.csv, report.md)."""
+"""DVC stage `ingest`: params `ingest`, photos in `paths.photos` → `paths.hr` (HR tile shard set, rejects.csv, report.md)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "ingest"))
     with atomic_dir(cfg.paths.hr) as tmp:
-        stats = ingest(cfg.ingest.sources, tmp, cfg.ingest, seed=cfg.seed, scale=cfg.scale)
+        stats = ingest(cfg.ingest.sources, tmp, cfg.ingest, seed=cfg.seed, scale=cfg.scale,
+                       root=cfg.paths.photos)
     print(f"ingest: {stats.accepted}/{stats.candidates} photos -> {stats.tiles} tiles "
           f"(train {stats.train_tiles}, val {stats.val_tiles}) in {stats.shards} shards -> {cfg.paths.hr}; "
           f"{stats.rejected} rejected (see {cfg.paths.hr}/rejects.csv){cap_summary(stats)}")

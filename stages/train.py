@@ -6,6 +6,8 @@
 Outputs: `generator.pth` (params_ema, params), `live/` (dvclive metrics, plots, images) and `ckpt/`
 (resume state: declare it `persist: true` so DVC keeps it; a run restarted with the same config
 continues from its last checkpoint, another config starts fresh and says why).
+With `reproducible: true` the CPU numerics are pinned first (`pipeline.numerics`), so a CPU run gives
+the same bytes on any AVX2 x86-64 machine.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     section = f"train_{args.phase}"
     cfg = load_params(args.params, sections=("seed", "scale", "paths", section))
     tcfg = getattr(cfg, section)
+    if tcfg.reproducible:  # before the first CPU op; loading the params built nets on the meta device only
+        from pipeline.numerics import pin_cpu_numerics
+        print(f"{section}: {pin_cpu_numerics(tcfg.threads)}")
+    elif tcfg.threads:
+        import torch
+        torch.set_num_threads(tcfg.threads)
     out_dir = cfg.paths.models / args.phase
     init_from = None
     if args.phase == "gan":

@@ -2,9 +2,10 @@
 
 DALI parity tolerances (CPU mode, 8-bit levels), and why:
 - blur: equal to float rounding (1e-6) before quantisation;
-- whole graphs with only USM, blur, Gaussian noise or JPEG: mean <= 0.01 levels, max 2 (DALI's CPU
-  filter and JPEG distortion call the same OpenCV/libjpeg; the noise field is fed from the recipe's
-  seed; a float-rounding flip of one level may spread over a JPEG block);
+- whole graphs with only USM, blur, Gaussian noise or JPEG: mean <= 0.01 levels, max 3 (DALI's CPU
+  filter calls the same OpenCV, and its JPEG step runs the reference's; the noise field is fed from
+  the recipe's seed; a float-rounding flip of one level may spread over a JPEG block, and through
+  a 2x2-repeated chroma sample up to 1.772x in blue);
 - bilinear: max 2 levels (same formula, float rounding); bicubic: mean <= 3 (DALI's cubic is not
   OpenCV's a = -0.75 kernel); area: mean <= 6 (no box filter in DALI: antialiased cubic/linear);
 - Poisson: statistics only (DALI uses the Gaussian with the Poisson variance): residual mean within
@@ -89,11 +90,30 @@ def test_quantize_rounds_as_float64_would_next_to_every_half():
     assert np.array_equal(ref.quantize(x), expected)
 
 
-def test_jpeg_is_a_libjpeg_round_trip_of_the_bgr_image(photo):
+def _ycrcb(img_u8):
+    return cv2.cvtColor(img_u8, cv2.COLOR_RGB2YCrCb).astype(int)  # JFIF full-range Y, Cr, Cb
+
+
+def test_jpeg_is_libjpeg_decoded_with_nearest_chroma(photo):
+    """Same luma as libjpeg's own decode; chroma constant over each 2x2 block (DiffJPEG's repeat),
+    where libjpeg's smooth upsampling varies inside blocks."""
     x = ref.to_float(photo)
+    out = ref.quantize(ref.jpeg(x, 40))
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 40])
-    expected = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(ref.quantize(ref.jpeg(x, 40)), expected)
+    smooth = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert np.abs(_ycrcb(out)[..., 0] - _ycrcb(smooth)[..., 0]).max() <= 2  # 8-bit RGB rounding
+    # a vertical colour edge between columns 14 and 15: one 2x2 chroma block holds both sides
+    edge = np.zeros((16, 32, 3), np.uint8)
+    edge[:, :15], edge[:, 15:] = (150, 100, 100), (100, 100, 150)
+    ok, enc = cv2.imencode(".jpg", cv2.cvtColor(edge, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    cr = {"ours": _ycrcb(ref.quantize(ref.jpeg(ref.to_float(edge), 100)))[8, :, 1],
+          "libjpeg": _ycrcb(cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))[8, :, 1]}
+    assert cr["ours"][14] == cr["ours"][15]  # repeated within the block
+    assert abs(cr["ours"][13] - cr["ours"][0]) <= 1 and abs(cr["ours"][16] - cr["ours"][31]) <= 1  # sharp outside
+    assert abs(cr["libjpeg"][13] - cr["libjpeg"][0]) > 3  # smooth upsampling spreads it
+    assert np.abs(out.astype(int) - smooth).mean() > 0.3  # it is not the smooth decode
+    for h, w in ((1, 1), (1, 17), (13, 1), (9, 7)):
+        assert ref.jpeg(x[:h, :w], 40).shape == (h, w, 3)
     with pytest.raises(ValueError, match=re.escape("quality must be in [1, 100], got 0")):
         ref.jpeg(x, 0)
 
@@ -261,7 +281,7 @@ def test_dali_matches_reference_within_stated_tolerance(dali_outputs, name):
     diff = np.abs(lr.astype(int) - apply_recipe(hr, recipe))
     tolerance = CASES[name][1]
     if tolerance == "exact":  # a float-rounding flip of one level may spread over a JPEG block
-        assert diff.max() <= 2 and diff.mean() <= 0.01
+        assert diff.max() <= 3 and diff.mean() <= 0.01
     elif tolerance == "bilinear":
         assert diff.max() <= 2
     elif tolerance == "bicubic":

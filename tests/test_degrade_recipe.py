@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.degrade import DegradeConfig, Recipe, recipe_columns, sample_recipe
-from pipeline.degrade.recipe import (BASE_COLUMNS, BSRGAN_COLUMNS, Blur, Resize, kernel_decimals, padded_kernels,
-                                     stable_hash)
+from pipeline.degrade.recipe import BASE_COLUMNS, BSRGAN_COLUMNS, Blur, Resize, kernel_decimals, padded_kernels
 from pipeline.degrade.run import draw_recipes
 from pipeline.params import ParamsError, build
 
@@ -41,8 +40,12 @@ def share(values: pd.Series, name) -> float:
 
 # ---- seeding ------------------------------------------------------------------------------------
 
-def test_stable_hash_is_fixed_across_processes_and_versions():
-    assert stable_hash("abc") == 16919744041952114874  # sha256("abc")[:8], little-endian
+def test_seed_digests_are_fixed_across_processes_and_versions():
+    from pipeline.seeding import sha256_int, stable_hash
+
+    assert sha256_int("abc") == 16919744041952114874  # sha256("abc")[:8], little-endian: recipes
+    assert stable_hash("abc") == 16919744041952114874 >> 1  # 63 bits: patch windows, order, augmentation
+    assert sha256_int("abc", "big") == 0xBA7816BF8F01CFEA  # ingest's tile cap
 
 
 def test_recipe_depends_only_on_seed_key_variant():

@@ -1,10 +1,12 @@
 """pipeline.metrics: PSNR/SSIM (BasicSR conventions), MATLAB imresize, NIQE, LPIPS from local files."""
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,10 +16,11 @@ from skimage.metrics import structural_similarity
 from pipeline.io.images import read_image
 from pipeline.metrics import lpips, lpips_available, niqe, niqe_available, psnr, rgb_to_y, ssim
 from pipeline.metrics.lpips import lpips_files
-from pipeline.metrics.niqe import fit_aggd, gaussian_window, load_niqe_params, mscn
-from pipeline.metrics.resize import imresize
+from pipeline.metrics.niqe import fit_aggd, gaussian_window, load_niqe_params, luma, mscn
+from pipeline.metrics.resize import imresize, imresize_float32
 
-FIXTURES = Path("/work/shared/fixtures")
+from conftest import FIXTURES
+
 NIQE_PARAMS = FIXTURES / "niqe" / "niqe_pris_params.npz"
 BABOON = FIXTURES / "pairs" / "gt" / "baboon.png"
 needs_fixtures = pytest.mark.skipif(not (NIQE_PARAMS.is_file() and BABOON.is_file()),
@@ -179,6 +182,16 @@ def test_imresize_upscale_matches_pil_on_mirrored_input():
     np.testing.assert_allclose(out[..., 0], np.asarray(pil, dtype=np.float64)[8:-8, 8:-8], rtol=0, atol=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(40, 52), (41, 37, 2)])
+def test_imresize_float32_is_imresize_to_float32_rounding(shape):
+    x = np.random.default_rng(8).random(shape).astype(np.float32)
+    out = imresize_float32(x, 0.5)
+    assert out.dtype == np.float32 and out.shape == imresize(x, 0.5).shape
+    np.testing.assert_allclose(out, imresize(x, 0.5), rtol=0, atol=4e-7)  # a few float32 ulps on [0, 1]
+    flat = imresize_float32(np.full(shape, 0.7, np.float32), 0.5)  # weights sum exactly to 1 at 0.5
+    assert np.all(flat == np.float32(0.7))
+
+
 def test_imresize_rejects_bad_scale():
     with pytest.raises(ValueError, match="scale must be a positive finite number, got 0"):
         imresize(np.zeros((4, 4)), 0)
@@ -192,13 +205,45 @@ def test_niqe_baboon_matches_matlab(baboon):
     assert niqe(baboon, crop_border=0, params=NIQE_PARAMS) == pytest.approx(5.7296, abs=1e-3)
 
 
+NIQE_BASICSR = FIXTURES / "niqe" / "basicsr_niqe.json"
+FIRST_Y_DIFFS = [(0, 204, 68), (4, 194, 109), (5, 65, 25), (6, 34, 182), (8, 184, 150)]  # (R, G, B)
+
+
+@pytest.mark.skipif(not NIQE_BASICSR.is_file(), reason=f"fixture missing: {NIQE_BASICSR}")
+def test_niqe_matches_basicsr_on_every_fixture():
+    # BasicSR 1.4.2's calculate_niqe on cv2.imread's BGR; ours takes the same pixels as RGB.
+    entries = json.loads(NIQE_BASICSR.read_text())["values"]
+    assert len(entries) >= 6
+    diffs = []
+    for entry in entries:
+        bgr = cv2.imread(str(FIXTURES.parent / entry["file"]), cv2.IMREAD_COLOR)
+        assert bgr is not None and list(bgr.shape) == entry["shape"], entry["file"]
+        score = niqe(np.ascontiguousarray(bgr[..., ::-1]), crop_border=entry["crop_border"], params=NIQE_PARAMS)
+        diffs.append((abs(score - entry["niqe"]), entry["file"], entry["crop_border"]))
+    assert max(diffs)[0] < 1e-4, max(diffs)
+
+
+def test_luma_is_basicsr_y_on_every_colour():
+    # Every 24-bit colour once. BasicSR: float32 RGB / 255 → Y in float64 → float32 → × 255 → round.
+    # Frozen from basicsr.metrics.metric_util.to_y_channel(...).round() (BasicSR 1.4.2, NumPy 2.4):
+    # it agrees with MATLAB's rounded Y except on 163 colours, 5 of them listed here.
+    rgb = np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3).astype(np.uint8)
+    y = luma(rgb)
+    assert y.dtype == np.float32
+    matlab = np.floor(rgb_to_y(rgb) + 0.5)
+    assert int((y != matlab).sum()) == 163
+    assert int(np.abs(y - matlab).max()) == 1
+    r, g, b = np.nonzero((y != matlab).reshape(256, 256, 256))
+    assert list(zip(r[:5].tolist(), g[:5].tolist(), b[:5].tolist())) == FIRST_Y_DIFFS
+
+
 @needs_fixtures
 def test_niqe_crop_border_and_luma_input(baboon):
     img = baboon[:250, :220]
     cropped = niqe(img, crop_border=7, params=NIQE_PARAMS)
     assert cropped == pytest.approx(niqe(img[7:-7, 7:-7], params=NIQE_PARAMS), abs=1e-12)
     assert cropped != pytest.approx(niqe(img, params=NIQE_PARAMS), abs=1e-3)
-    y = np.floor(rgb_to_y(img) + 0.5).astype(np.uint8)  # a gray image is taken as the luma itself
+    y = luma(img).astype(np.uint8)  # a gray image is taken as the luma itself
     assert niqe(y, params=NIQE_PARAMS) == pytest.approx(niqe(img, params=NIQE_PARAMS), abs=1e-12)
 
 

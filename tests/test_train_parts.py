@@ -107,3 +107,14 @@ def test_trim_history_drops_rows_and_images_past_the_step(tmp_path):
     trim_history(tmp_path, 2)
     assert tsv.read_text().splitlines() == ["step\tpix", "1\t0.5", "2\t0.4"]
     assert sorted(p.name for p in images.iterdir()) == ["val_000002.png"]
+
+
+def test_ema_warmup_follows_timm_and_caps_at_the_decay():
+    from pipeline.train.ema import ema_decay_at
+
+    assert ema_decay_at(1, 0.999) == pytest.approx(1 - 2 ** (-2 / 3))
+    assert ema_decay_at(60, 0.999) == pytest.approx(1 - 61 ** (-2 / 3))
+    assert ema_decay_at(10**6, 0.999) == 0.999
+    assert ema_decay_at(5, 0.999, warmup=False) == 0.999
+    init_left = np.prod([ema_decay_at(t, 0.99) for t in range(1, 61)])
+    assert init_left < 1e-50 < 0.99 ** 60

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from albumentations.augmentations.geometric.functional import d4
 
-from pipeline.data.seeding import AUGMENT, rng_for
+from pipeline.seeding import AUGMENT, rng_for
 
 # code bits (hflip, vflip, then transpose) → albumentations' D4 element doing the same
 D4_ELEMENTS = ("e", "h", "v", "r180", "t", "r90", "r270", "hvt")

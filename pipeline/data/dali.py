@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from pipeline.data.loader import LoaderState
-from pipeline.data.seeding import stable_hash
+from pipeline.seeding import stable_hash
 from pipeline.io.shards import INDEX, ShardError
 
 EXTS = ("hr.png", "json", "lr.png")  # tar member order: sorted extensions

@@ -154,7 +154,7 @@ def infinite_batches(set_dir: str | os.PathLike, *, batch_size: int, workers: in
 
 class PairLoader(DataLoader):
     """A DataLoader whose worker processes stop as soon as iteration ends, also by an exception or a
-    `break` (PyTorch otherwise leaves that to garbage collection, which can stall ~5 s per worker)."""
+    `break` (PyTorch otherwise leaves that to garbage collection, which can stall for seconds per worker)."""
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return _stopping(super().__iter__())

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.data.seeding import ORDER, rng_for
+from pipeline.seeding import ORDER, rng_for
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ShardConfig
-from pipeline.data.seeding import SPLIT_ORDER, WINDOWS, rng_for
+from pipeline.seeding import SPLIT_ORDER, WINDOWS, rng_for
 from pipeline.io.images import ImageError, decode_png, encode_png
 from pipeline.io.shards import INDEX, Sample, ShardError, json_bytes, read_member, write_shard_set
 from pipeline.parallel import ordered_map

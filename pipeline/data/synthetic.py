@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.data.seeding import rng_for
+from pipeline.seeding import rng_for
 from pipeline.io.images import encode_png
 from pipeline.io.shards import Sample, json_bytes, write_shard_set
 

@@ -1,6 +1,6 @@
 """Degradation engine: kernels, recipe sampling, presets, and the reference and DALI backends.
 
-Public contract (DESIGN §7):
+Public contract (README, "Your own photos"; users and outside checks call these names):
     sample_recipe(cfg, seed, key, variant) -> Recipe
     apply_recipe(hr, recipe, backend="reference") -> lr      # HWC uint8 RGB in and out
 """

@@ -15,8 +15,12 @@ Where DALI differs from the reference (parity is tested with these tolerances in
   bicubic (DALI's cubic is not OpenCV's/torch's a = -0.75 kernel: ~2 levels mean difference on
   detailed images); `area` has no DALI filter: antialiased cubic when shrinking and linear when
   enlarging come closest to OpenCV's INTER_AREA (~3-5 levels mean difference on detailed images);
-- JPEG: `fn.jpeg_compression_distortion` — CPU: libjpeg through OpenCV, bit-identical for the
-  same 8-bit input; GPU: DALI's own CUDA codec path, close but not identical;
+- JPEG: the reference decodes with nearest-neighbour chroma upsampling (Real-ESRGAN's DiffJPEG),
+  which no DALI operator does. CPU: `fn.python_function` runs `reference.jpeg` itself (the graph
+  already runs synchronously), bit-identical. GPU: `fn.jpeg_compression_distortion` (DALI's CUDA
+  codec, close to libjpeg but not identical), still decoded with smooth chroma: milder than the
+  reference (see bench/README.md, "Strength"); re-blocking its chroma in the graph was tried on the
+  CPU and came no closer per pixel;
 - Poisson noise: Gaussian with the Poisson variance, base/vals·scale², using the same field; `vals`
   (Real-ESRGAN's count of distinct 8-bit levels, rounded up to a power of two) is taken from the
   level range max - min + 1, since a DALI graph cannot count distinct values. Mean and variance of
@@ -31,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .recipe import Camera, Recipe
+from . import reference
 from .reference import crop_to_scale, plan_shapes, standard_normal, usm_sigma
 
 _GRAPH_STEPS = ("usm", "blur1", "resize1", "noise1", "jpeg1", "blur2", "resize2", "noise2", "jpeg2")
@@ -140,6 +145,11 @@ def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
     return d
 
 
+def _reference_jpeg(img: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """The reference JPEG on one sample, uint8 in and out (the CPU graph's `fn.python_function`)."""
+    return reference.quantize(reference.jpeg(reference.to_float(img), int(quality)))
+
+
 def _interp_code(interp: str) -> int:
     from nvidia.dali import types
     return int({"area": types.INTERP_LINEAR, "bilinear": types.INTERP_LINEAR,
@@ -179,6 +189,9 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
         return y
 
     def jpeg(x, quality):
+        if not gpu:
+            return to_float(fn.python_function(quantize(x), quality, function=_reference_jpeg, num_outputs=1,
+                                               output_layouts="HWC"))
         return to_float(fn.jpeg_compression_distortion(quantize(x), quality=quality))
 
     def noise(x, on, gaussian, gray, level, z):

@@ -16,13 +16,14 @@ JSON layout (`to_json`): {"version": 1, "preset": str, "scale": int, "order": st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
+
+from pipeline.seeding import sha256_int
 
 from .config import (BlurSettings, DegradeConfig, NoiseSettings, ResizeSettings, Settings,
                      check_scale)
@@ -146,8 +147,8 @@ def _json_float(v: float) -> float | None:
 def kernel_decimals(kernel: np.ndarray) -> list[list[float]]:
     """A kernel's float32 values as the floats of their shortest round-tripping decimals (JSON-ready).
 
-    numpy's shortest repr costs ~1.5 µs a value and a recipe holds ~600; the kernels are symmetric
-    (about one value in five is distinct), so each distinct bit pattern is formatted once.
+    numpy's shortest repr is slow per value and a recipe holds hundreds; the kernels are symmetric
+    (few values are distinct), so each distinct bit pattern is formatted once.
     """
     kernel = np.ascontiguousarray(kernel, np.float32)
     bits, where = np.unique(kernel.view(np.int32), return_inverse=True)  # bits: keeps 0.0 and -0.0 apart
@@ -191,15 +192,10 @@ def _step_from_dict(d: dict[str, Any]) -> Step:
 
 # ---- sampling -----------------------------------------------------------------------------------
 
-def stable_hash(key: str) -> int:
-    """64-bit hash of a sample key, the same in every process and Python version."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
-
-
 def recipe_rng(seed: int, key: str, variant: int) -> np.random.Generator:
     if seed < 0 or variant < 0:
         raise ValueError(f"seed and variant must be non-negative, got seed={seed}, variant={variant}")
-    return np.random.default_rng([int(seed), stable_hash(key), int(variant)])
+    return np.random.default_rng([int(seed), sha256_int(key), int(variant)])  # 64 bits (pipeline.seeding)
 
 
 def sample_recipe(cfg: DegradeConfig | Settings, seed: int, key: str, variant: int = 0, *,
@@ -390,7 +386,7 @@ STRING_COLUMNS = frozenset(c for c in BASE_COLUMNS + BSRGAN_COLUMNS
 
 
 def recipe_columns(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's scalars under DESIGN §4's column names (NaN where a step is absent).
+    """The recipe's scalars under their index column names (NaN where a step is absent).
 
     Numbers are floats (`noise{s}_gray` is 1.0/0.0), names are strings; bsrgan adds
     `bsrgan_order`, `down0_interp`, `camera_shot`, `camera_read`.

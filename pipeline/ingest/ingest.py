@@ -26,6 +26,7 @@ from pipeline.io.images import ImageError, decode_image, encode_png
 from pipeline.io.shards import Sample, json_bytes, write_shard_set
 from pipeline.parallel import resolve_workers, worker_pool
 from pipeline.report import contact_sheet, markdown_table
+from pipeline.seeding import sha256_int
 
 if TYPE_CHECKING:  # pandas is imported where the report and rejects are written, not in the workers
     import pandas as pd
@@ -59,16 +60,19 @@ class _Photo:
 
 
 def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: IngestConfig, *, seed: int,
-           scale: int) -> IngestStats:
+           scale: int, root: Path | None = None) -> IngestStats:
     """Run ingest into the (fresh) directory `out`: shards + index.parquet + rejects.csv + report.md.
+
+    `root`: where every photo but the sample's must lie (the DVC stage passes `paths.photos`).
 
     Raises:
         FileNotFoundError: a source that does not exist.
-        ValueError: no usable photo among the candidates (the message lists the first reasons).
+        ValueError: no usable photo among the candidates (the message lists the first reasons), or a
+            photo outside `root`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = resolve_sources(list(sources))
+    paths = resolve_sources(list(sources), root=root)
     rejects: list[tuple[str, str]] = []
     photos: list[_Photo] = []
     by_hash: dict[str, str] = {}
@@ -187,7 +191,7 @@ def cap_tiles(n: int, cap: int, seed: int, sha256: str) -> list[int]:
     content and the seed, never on its path, the listing order or the worker count."""
     if cap <= 0 or n <= cap:
         return list(range(n))
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{sha256}".encode()).digest()[:8], "big"))
+    rng = np.random.default_rng(sha256_int(f"{seed}:{sha256}", "big"))
     return sorted(int(i) for i in rng.choice(n, size=cap, replace=False))
 
 

@@ -15,10 +15,9 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "TIFF", "BMP")
 DEFAULT_MAX_PIXELS = 100_000_000
-PNG_LEVEL = 1  # zlib level for our own PNGs: lossless at any level; 1 is ~3x faster to write than 6
+PNG_LEVEL = 1  # zlib level for our own PNGs: lossless at any level, and the fastest to write
 # Row filters libpng may choose from: none/sub/up, not avg/paeth, whose undoing is the slow part of
-# reading a PNG. On 256 px photo tiles: the same size (84.0 vs 84.2 KB), 23 % faster to decode and
-# 25 % faster to encode than all five (bench/png.py; bench/README.md, "PNG row filters").
+# reading a PNG; on photo tiles the files stay the same size (bench/png.py; bench/README.md, "PNG row filters").
 PNG_FILTERS = cv2.IMWRITE_PNG_FAST_FILTERS
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False

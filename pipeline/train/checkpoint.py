@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.io.atomic import atomic_write
+from pipeline.io.atomic import atomic_write, sweep_stale
 
 CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
 # Keys that change how a run is operated or reported, not what it computes: changing them resumes.
@@ -163,10 +163,11 @@ def clear_checkpoints(ckpt_dir: Path) -> int:
 
 
 def remove_partial(ckpt_dir: Path) -> None:
-    """Delete the temporary files a run killed while writing a checkpoint leaves behind."""
+    """Delete the temporary files a run killed while writing a checkpoint leaves behind (`.step_*.pt.*.tmp`;
+    never one a live process is writing)."""
     if ckpt_dir.is_dir():
-        for tmp in ckpt_dir.glob(".step_*.tmp"):
-            tmp.unlink(missing_ok=True)
+        for name in sorted({p.name[1:].split(".pt.", 1)[0] for p in ckpt_dir.glob(".step_*.pt.*.tmp")}):
+            sweep_stale(ckpt_dir / f"{name}.pt")
 
 
 def export_generator(path: Path, params: Mapping[str, torch.Tensor], params_ema: Mapping[str, torch.Tensor],

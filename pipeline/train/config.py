@@ -122,6 +122,8 @@ class TrainConfig:
     milestones: tuple[int, ...] = (400_000,)  # steps at which the lr is multiplied by gamma (MultiStepLR)
     gamma: float = 0.5
     ema_decay: float = 0.999             # EMA of the generator weights (params_ema); 0 = params_ema is params
+    ema_warmup: bool = True              # decay min(ema_decay, 1 - (1 + step)^(-2/3)), as timm's model EMA:
+                                         # early params_ema follow the trained weights, not the initialisation
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto = bf16 autocast on a CUDA GPU with bf16, else off
     channels_last: bool = False          # NHWC memory format (faster convs on tensor cores)
     compile: bool = False                # torch.compile the training nets
@@ -138,6 +140,9 @@ class TrainConfig:
     seed_offset: int = 0                 # added to params.yaml `seed` for this phase
     init_from: str = ""                  # gan phase: generator export to start from; '' = <paths.models>/net/generator.pth
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    reproducible: bool = False           # CPU: the same bytes on any AVX2 x86-64 machine (pipeline.numerics); slower
+                                         # where the machine has AVX-512 or more cores than `threads`
+    threads: int = 0                     # CPU threads (0 = PyTorch's default, all cores); >= 1 with reproducible
 
     @classmethod
     def for_phase(cls, phase: str, section: Mapping[str, Any] | None, where: str) -> TrainConfig:
@@ -177,13 +182,16 @@ class TrainConfig:
         for key in ("d_steps", "iterations", "batch_size", "max_nonfinite", "checkpoint_every", "keep_last",
                     "val_batches", "log_every"):
             check_range(f"{where}.{key}", getattr(self, key), lo=1)
-        for key in ("warmup", "pair_pool_size", "val_every", "workers", "seed_offset"):
+        for key in ("warmup", "pair_pool_size", "val_every", "workers", "seed_offset", "threads"):
             check_range(f"{where}.{key}", getattr(self, key), lo=0)
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
             raise ParamsError(f"{where}.milestones: expected increasing positive steps, got {list(self.milestones)}")
         check_range(f"{where}.gamma", self.gamma, lo=0.0, hi=1.0, lo_open=True)
         check_range(f"{where}.ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
         check_range(f"{where}.grad_clip", self.grad_clip, lo=0.0)
+        if self.reproducible and self.threads < 1:
+            raise ParamsError(f"{where}.threads: expected >= 1 with reproducible: true (the thread count "
+                              f"changes CPU float sums), got {self.threads}")
         if self.pair_pool_size % self.batch_size:
             raise ParamsError(f"{where}.pair_pool_size: expected 0 or a multiple of batch_size "
                               f"({self.batch_size}), got {self.pair_pool_size}")

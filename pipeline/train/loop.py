@@ -35,7 +35,7 @@ from pipeline.train.checkpoint import (clear_checkpoints, config_hash, describe_
                                        load_latest, remove_partial, rng_state, run_identity, save_checkpoint,
                                        set_rng_state)
 from pipeline.train.config import TrainConfig
-from pipeline.train.ema import make_ema, update_ema
+from pipeline.train.ema import ema_decay_at, make_ema, update_ema
 from pipeline.train.live import log_metrics, logged_value, open_live
 from pipeline.train.pool import PairPool
 from pipeline.train.steps import Criteria, d_step, g_step, lr_at, make_targets, set_lr
@@ -108,6 +108,8 @@ def _train(cfg: TrainConfig, *, phase: str, train_dir: Path, val_dir: Path, out_
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if bf16 else nullcontext
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     base_seed = seed + cfg.seed_offset
+    if cfg.reproducible and device.type == "cuda":
+        say(f"{tag}: reproducible pins CPU numerics only; CUDA kernels differ between GPU models")
 
     # -- resume or start fresh: the stored config hash decides --------------------------------
     config = cfg.to_dict()
@@ -267,7 +269,7 @@ def _train(cfg: TrainConfig, *, phase: str, train_dir: Path, val_dir: Path, out_
             losses.update(d or {})
 
         if ok:
-            update_ema(net_g_ema, raw_g, cfg.ema_decay)
+            update_ema(net_g_ema, raw_g, ema_decay_at(step + 1, cfg.ema_decay, cfg.ema_warmup))
             nonfinite = 0
         else:
             nonfinite += 1
