@@ -114,6 +114,7 @@ class EvaluateConfig:
     grid_images: int = 4                   # rows in the image grid
     tile: int = 0                          # upscale tile size (0 = whole image)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    weights: Literal["params_ema", "params"] = "params_ema"  # generator weights scored (params_ema: EMA, else params)
     reproducible: bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
     threads: int = 0                       # CPU threads (0 = all cores); >= 1 with reproducible
 

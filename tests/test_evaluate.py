@@ -284,3 +284,18 @@ def test_identical_tile_is_left_out_of_the_psnr_mean(data, tmp_path):
     up = bicubic(SCALE)(cv2.resize(textured, (16, 16), interpolation=cv2.INTER_AREA))
     assert metrics["bicubic"]["psnr_y"] == round(psnr(up, textured, crop_border=SCALE, y_channel=True), 4)
     assert "`psnr_y` of bicubic: undefined on 1 image(s) (fv0)" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_weights_setting_picks_params_or_params_ema(data, tmp_path):
+    ckpt = tmp_path / "g.pth"
+    ema = torch.load(tiny_checkpoint(tmp_path / "a.pth", seed=1), weights_only=True)["params"]
+    raw = torch.load(tiny_checkpoint(tmp_path / "b.pth", seed=2), weights_only=True)["params"]
+    torch.save({"params_ema": ema, "params": raw, "meta": {"name": "rrdbnet", "opts": TINY, "scale": SCALE}}, ckpt)
+    scores = {}
+    for weights, twin in (("params_ema", tmp_path / "a.pth"), ("params", tmp_path / "b.pth")):
+        cfg = EvaluateConfig(niqe_params="", lpips_weights=str(tmp_path), device="cpu", weights=weights)
+        got = evaluate(data["hr"], data["lr"], {"net": ckpt}, tmp_path / f"eval-{weights}", cfg, scale=SCALE, seed=0)
+        want = evaluate(data["hr"], data["lr"], {"net": twin}, tmp_path / f"twin-{weights}", cfg, scale=SCALE, seed=0)
+        assert got["net"] == want["net"]
+        scores[weights] = got["net"]["psnr_y"]
+    assert scores["params_ema"] != scores["params"]

@@ -76,7 +76,7 @@ def report_md(metrics: Mapping[str, Mapping[str, float]], run: Run, labels: Mapp
         "closer to HR) when its weights are on disk.",
         f"- Bicubic baseline: LR enlarged x{run.scale} with OpenCV `INTER_CUBIC` (a = -0.75) on uint8, so "
         "rounded and clipped to [0, 255].",
-        f"- Generators: EMA weights (`params_ema`) where the checkpoint has them; device {run.device}"
+        f"- Generators: the weights named per model below (`evaluate.weights`); device {run.device}"
         + (f", tiles of {cfg.tile} LR px" if cfg.tile else "") + ".",
     ]
     if cfg.realworld_dir:

@@ -86,7 +86,7 @@ def evaluate(hr_dir: str | Path, lr_dir: str | Path, models: Mapping[str, str | 
         if not path.is_file():
             run.skipped.append(f"model `{name}` ({label(name)}): {path} not found (has its training stage run?)")
             continue
-        net, _, info = load_generator(path, device, scale=scale)
+        net, _, info = load_generator(path, device, scale=scale, weights=cfg.weights)
         opts = ", ".join(f"{k}={v}" for k, v in sorted(info["opts"].items()))
         run.models[name] = f"`{path}`: {info['name']} x{info['scale']} ({opts}), `{info['weights']}` weights"
         upscalers[name] = _net_upscaler(net, scale, cfg.tile, device)
