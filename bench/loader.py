@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import ShardConfig  # noqa: E402
 from pipeline.data.loader import infinite_batches  # noqa: E402
-from pipeline.data.pairs import make_pairs  # noqa: E402
+from pipeline.shard import make_pairs  # noqa: E402
 from pipeline.data.synthetic import write_synthetic_sets  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.data.pairs import make_pairs
+from pipeline.shard import make_pairs
 from pipeline.io.atomic import atomic_dir
 from stages import run_stage
 

@@ -51,7 +51,7 @@ def test_locate_gives_what_read_member_reads(tmp_path):
         assert read_member(tmp_path / shard, key, "hr.png", offset, size) == shards.read(key)["hr.png"]
     with pytest.raises(KeyError, match="no sample with key 'nope'"):
         shards.locate(["nope"], "hr.png")
-    with pytest.raises(ShardError, match="sample 's9999' has no 'hr.png' member"):
+    with pytest.raises(ShardError, match=r"^hr-000002\.tar: sample 's9999' has no hr.png member$"):
         shards.locate(["s9999"], "hr.png")
     with pytest.raises(ShardError, match="no 'lr.png' members"):
         shards.locate(["s0000"], "lr.png")
@@ -87,11 +87,11 @@ def test_official_webdataset_reads_our_shards(tmp_path):
 
 @pytest.mark.parametrize("sizes", [[], [0], [1, 511, 512, 513], [10240 - 1024], [3000] * 7])
 def test_tar_writer_writes_the_bytes_tarfile_writes(tmp_path, sizes):
-    from pipeline.io.shards import _TarWriter
+    from pipeline.io.tar import TarWriter
 
     members = [(f"k{i:03d}." + ("x" * 120 if i == 1 else "lr.png"), bytes([i % 251]) * n)  # a GNU long name
                for i, n in enumerate(sizes)]
-    ours = _TarWriter(tmp_path / "ours.tar")
+    ours = TarWriter(tmp_path / "ours.tar")
     offsets = [ours.add(name, data) for name, data in members]
     ours.close()
     with tarfile.open(tmp_path / "std.tar", "w", format=tarfile.GNU_FORMAT) as tar:
@@ -156,3 +156,114 @@ def test_shard_set_read_checks_each_member_against_its_tar_header(tmp_path):
     shard.write_bytes(shard.read_bytes()[:1500])  # truncated inside s0000's PNG
     with pytest.raises(ShardError, match="runs past the end of the shard"):
         ShardSet(tmp_path).read("s0001", ["hr.png"])
+
+
+# ---- the one reader: by key and by row, pickled into other processes, checked against the tar ----
+
+def _read_row_in_child(shards, row):
+    return shards.read_at(row, "hr.png")
+
+
+def test_by_row_and_by_key_read_the_same_members(tmp_path):
+    samples = _samples(5)
+    write_shard_set(tmp_path, samples, set_name="hr", max_per_shard=2)
+    shards = ShardSet(tmp_path, need=["hr.png"])
+    assert list(shards.keys) == [s.key for s in samples] and shards.shards == ["hr-000000.tar", "hr-000001.tar",
+                                                                               "hr-000002.tar"]
+    for row, s in enumerate(samples):
+        assert shards.row(s.key) == row and shards.read_at(row, "hr.png") == s.members["hr.png"]
+        assert shards.member(s.key, "json").read() == s.members["json"]
+        assert np.array_equal(shards.image_at(row, "hr.png"), shards.member(s.key, "hr.png").image())
+    assert len(shards._fds) == 3  # one cached handle per shard read, reused for every sample
+    with pytest.raises(KeyError, match="no sample with key 'nope'"):
+        shards.row("nope")
+    with pytest.raises(ShardError, match=r"index.parquet: missing column 'offset_lr_png' \(needed to read members"):
+        ShardSet(tmp_path, need=["hr.png", "lr.png"])
+
+
+def test_pickles_without_its_index_or_handles_and_reads_in_a_spawned_process(tmp_path):
+    import multiprocessing as mp
+    import pickle
+
+    samples = _samples(4)
+    write_shard_set(tmp_path, samples, set_name="hr", max_per_shard=2)
+    shards = ShardSet(tmp_path)
+    shards.read_at(3, "hr.png")  # an open handle, which must not travel
+    copy = pickle.loads(pickle.dumps(shards))
+    assert copy._index is None and not copy._fds and copy.read_at(3, "hr.png") == samples[3].members["hr.png"]
+    assert copy.index.equals(shards.index)  # read again on demand
+    with mp.get_context("spawn").Pool(1) as pool:
+        assert pool.starmap(_read_row_in_child, [(shards, 2), (shards, 0)]) == [samples[2].members["hr.png"],
+                                                                               samples[0].members["hr.png"]]
+
+
+def test_a_forked_child_opens_its_own_handles(tmp_path):
+    import os
+
+    write_shard_set(tmp_path, _samples(2), set_name="hr")
+    shards = ShardSet(tmp_path)
+    first = shards.read_at(0, "hr.png")
+    os.lseek(shards._fds[0], 100, os.SEEK_SET)  # a shared open file would show this position in the child
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if it read through a fresh handle of its own
+        ok = shards.read_at(0, "hr.png") == first and os.lseek(shards._fds[0], 0, os.SEEK_CUR) == 0
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert os.lseek(shards._fds[0], 0, os.SEEK_CUR) == 100  # the parent's handle is untouched
+
+
+@pytest.mark.parametrize("shift", [512, -512, -1024 - 512])
+def test_a_misaligned_index_fails_in_one_line_naming_shard_key_and_offset(tmp_path, shift):
+    import pandas as pd
+
+    write_shard_set(tmp_path, _samples(3), set_name="hr")
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    index.loc[1, "offset_hr_png"] += shift
+    index.to_parquet(tmp_path / "index.parquet", index=False)
+    offset = int(index.loc[1, "offset_hr_png"])
+    with pytest.raises(ValueError) as err:
+        ShardSet(tmp_path).read("s0001", ["hr.png"])
+    msg = str(err.value)
+    assert isinstance(err.value, ShardError) and "\n" not in msg
+    assert msg.startswith("hr-000000.tar: sample 's0001': ") and f"offset {offset}" in msg
+
+
+def test_index_names_outside_the_set_are_refused(tmp_path):
+    import pandas as pd
+
+    write_shard_set(tmp_path, _samples(2), set_name="hr")
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    index.assign(shard=["../hr-000000.tar", "hr-000000.tar"]).to_parquet(tmp_path / "index.parquet", index=False)
+    with pytest.raises(ShardError, match=r"invalid shard name '\.\./hr-000000\.tar'"):
+        ShardSet(tmp_path)
+
+
+# Modules of pipeline/ and stages/ that still name the index file, pending their owner's change (exact counts:
+# the entry must shrink and go when they do). train/loop.py checks that `train/index.parquet` exists and
+# hashes it into the run's identity; it is being restructured in its own branch.
+_PENDING = {"pipeline/train/loop.py": 3}
+
+
+def test_only_pipeline_io_shards_opens_an_index():
+    """The index is read in one module: no other module of pipeline/ or stages/ reads parquet tables or
+    builds the index's path from its file name (docstrings and messages may mention it)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found: dict[str, int] = {}
+    for path in sorted([*root.glob("pipeline/**/*.py"), *root.glob("stages/**/*.py")]):
+        rel = path.relative_to(root).as_posix()
+        if rel == "pipeline/io/shards.py":
+            continue
+        tree = ast.parse(path.read_text(), rel)
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                ast.AsyncFunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+        hits = [n for n in ast.walk(tree)
+                if (isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+                    and n.value.strip().endswith("index.parquet"))
+                or (isinstance(n, ast.Attribute) and n.attr in ("read_parquet", "read_table", "ParquetFile"))
+                or (isinstance(n, ast.Name) and n.id in ("read_parquet", "read_table", "ParquetFile"))]
+        if hits:
+            found[rel] = len(hits)
+    assert found == _PENDING, f"index.parquet opened outside pipeline/io/shards.py (use ShardSet): {found}"

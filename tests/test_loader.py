@@ -1,7 +1,6 @@
 """The training data path: partitioning over ranks and workers, epochs, resume, augmentation, bad shards."""
 import io
 import itertools
-import logging
 import tarfile
 
 import cv2
@@ -14,12 +13,12 @@ from pipeline.config import ShardConfig
 from pipeline.data.augment import dihedral, draw_dihedral
 from pipeline.data.dataset import PairDataset, read_pair
 from pipeline.data.inspect import inspect_set
-from pipeline.data.loader import BatchStream, LoaderState, infinite_batches, make_loader
+from pipeline.data.loader import LoaderState, infinite_batches, make_loader
 from pipeline.data.order import epoch_order, rank_batches, rank_length, worker_batches
-from pipeline.data.pairs import make_pairs
 from pipeline.data.synthetic import write_synthetic_sets
 from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import Sample, ShardError, ShardSet, write_shard_set
+from pipeline.shard import make_pairs
 
 N_TRAIN = 36  # 4 photos (1 val) x 2 tiles x 2 variants x 3 patches
 
@@ -291,57 +290,6 @@ def test_argument_errors(pairs, tmp_path):
         PairDataset(tmp_path, seed=0)
     with pytest.raises(ValueError, match="loader state must have keys"):
         LoaderState.from_dict({"epoch": 1})
-
-
-# ---- DALI (CPU mode here; the GPU test runs where CUDA is) ----
-
-def test_dali_index_files_match_wds2idx(pairs, tmp_path):
-    from wds2idx import IndexCreator
-
-    from pipeline.data.dali import write_dali_index
-
-    for tar, idx in write_dali_index(pairs / "train", tmp_path):
-        with IndexCreator(str(tar), str(tmp_path / "ref.idx"), verbose=False) as creator:
-            creator.create_index()
-        assert idx.read_text() == (tmp_path / "ref.idx").read_text()
-
-
-def _check_dali_batches(stream, steps, device):
-    keys = []
-    for _ in range(steps):
-        _, batch = next(stream)
-        assert batch["hr"].device.type == device and batch["hr"].shape == (4, 3, 32, 32)
-        hr = (batch["hr"].permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        lr = (batch["lr"].permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        for h, low in zip(hr, lr):
-            assert np.array_equal(cv2.resize(h, (8, 8), interpolation=cv2.INTER_AREA), low)
-        keys += batch["key"]
-    return keys
-
-
-def test_dali_cpu_reads_aligned_pairs(pairs):
-    from pipeline.data.dali import DaliStream
-
-    stream = DaliStream(pairs / "train", batch_size=4, seed=0, device_id=None, workers=1)
-    keys = _check_dali_batches(stream, N_TRAIN // 4, "cpu")
-    assert sorted(keys) == sorted(pd.read_parquet(pairs / "train" / "index.parquet")["key"])
-    assert stream.state == LoaderState(0, N_TRAIN)
-
-
-@pytest.mark.gpu
-def test_dali_gpu_reads_aligned_pairs(pairs):
-    stream = infinite_batches(pairs / "train", batch_size=4, workers=2, seed=0, loader="dali", device_id=0)
-    assert not isinstance(stream, BatchStream)
-    _check_dali_batches(stream, 3, "cuda")
-
-
-def test_dali_without_gpu_falls_back_with_a_notice(pairs, caplog):
-    if torch.cuda.is_available():
-        pytest.skip("has a GPU")
-    with caplog.at_level(logging.WARNING, logger="realsynth.data"):
-        stream = infinite_batches(pairs / "train", batch_size=4, workers=0, seed=0, loader="dali")
-    assert isinstance(stream, BatchStream)
-    assert "loader: dali: no CUDA GPU; using the PyTorch loader" in caplog.text
 
 
 def test_inspect_summarises_and_writes_a_grid(pairs, tmp_path):

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from pipeline.config import ShardConfig
-from pipeline.data.pairs import lr_windows, make_pairs
 from pipeline.data.synthetic import write_synthetic_sets
 from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import Sample, ShardError, ShardSet, json_bytes, write_shard_set
 from pipeline.params import ParamsError
+from pipeline.shard import lr_windows, make_pairs
 
 CFG = ShardConfig(patch_size=32, patches_per_pair=3, val_patches_per_pair=2, min_shards=2, workers=1)
 

@@ -17,16 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.data.augment import augment_pair, draw_dihedral
-from pipeline.data.members import MemberTable
 from pipeline.data.order import epoch_order, rank_length, worker_batches
-from pipeline.io.shards import INDEX, ShardError
+from pipeline.io.shards import ShardError, ShardSet
 
 log = logging.getLogger("realsynth.data")
 EXTS = ("hr.png", "lr.png")
@@ -73,9 +70,9 @@ class PairDataset(IterableDataset):
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1 or None (forever), got {epochs}")
         self.set_dir = Path(set_dir)
-        index = _read_index(self.set_dir)
-        self.table = MemberTable(self.set_dir, EXTS, index=index)
-        self.n = len(self.table)
+        self.shards = ShardSet(self.set_dir, need=EXTS)  # pickled into workers without its index table
+        index = self.shards.index
+        self.n = len(self.shards)
         if epochs is None and self.n == 0:
             raise ValueError(f"{self.set_dir}: an endless stream needs samples, but the set is empty")
         if epoch < 0 or not 0 <= skip <= self.n:
@@ -140,16 +137,15 @@ class PairDataset(IterableDataset):
         (NumPy, once per batch: PyTorch's multi-threaded kernels crawl on small tensors on a busy CPU)."""
         epoch, i = divmod(position, self.n)
         j = int(self._epoch_order(epoch)[i])
-        key = str(self.table.keys[j])
-        hr = _decode(self.table.read(j, "hr.png"), self.table.shard(j), key, "hr.png")
-        lr = _decode(self.table.read(j, "lr.png"), self.table.shard(j), key, "lr.png")
+        key = str(self.shards.keys[j])
+        hr, lr = self.shards.image_at(j, "hr.png"), self.shards.image_at(j, "lr.png")
         (hh, hw), (lh, lw) = hr.shape[:2], lr.shape[:2]
         s = self.scale or (hh // lh if lh else 0)
         if s < 1 or (hh, hw) != (lh * s, lw * s):
-            raise ShardError(f"{self.table.shard(j)}: sample {key!r}: HR {hw}x{hh} is not {s} x LR {lw}x{lh}")
+            raise ShardError(f"{self.shards.shard_at(j)}: sample {key!r}: HR {hw}x{hh} is not {s} x LR {lw}x{lh}")
         if self.augment:
             hr, lr = augment_pair(hr, lr, draw_dihedral(self.seed, epoch, key))
-        return key, _to_chw_rgb(hr), _to_chw_rgb(lr)
+        return key, _to_chw(hr), _to_chw(lr)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
@@ -162,8 +158,7 @@ class PairDataset(IterableDataset):
         key0, hr0, lr0 = samples[0]
         for key, hr, lr in samples[1:]:
             if hr.shape != hr0.shape or lr.shape != lr0.shape:
-                j = int(np.flatnonzero(self.table.keys == key)[0])
-                raise ShardError(f"{self.table.shard(j)}: sample {key!r}: patch {hr.shape[1:]} differs from "
+                raise ShardError(f"{self.shards.shard_at(self.shards.row(key))}: sample {key!r}: patch {hr.shape[1:]} differs from "
                                  f"{hr0.shape[1:]} of {key0!r} in the same batch")
         return {"hr": _to_float(np.stack([s[1] for s in samples])), "lr": _to_float(np.stack([s[2] for s in samples])),
                 "key": [s[0] for s in samples], "epoch": epoch, "skipped": skipped}
@@ -182,38 +177,17 @@ def read_pair(set_dir: str | os.PathLike, key: str) -> tuple[np.ndarray, np.ndar
     Raises:
         KeyError: no such key. ShardError: as `PairDataset.sample_at`.
     """
-    table = MemberTable(set_dir, EXTS)
-    hits = np.flatnonzero(table.keys == key)
-    if not len(hits):
-        raise KeyError(f"{set_dir}: no sample with key {key!r}")
-    j = int(hits[0])
+    shards = ShardSet(set_dir, need=EXTS)
+    j = shards.row(key)
     try:
-        shard = table.shard(j)
-        hr = _decode(table.read(j, "hr.png"), shard, key, "hr.png")[..., ::-1]
-        lr = _decode(table.read(j, "lr.png"), shard, key, "lr.png")[..., ::-1]
+        return shards.image_at(j, "hr.png"), shards.image_at(j, "lr.png")
     finally:
-        table.close()
-    return np.ascontiguousarray(hr), np.ascontiguousarray(lr)
+        shards.close()
 
 
-def _read_index(set_dir: Path) -> pd.DataFrame:
-    path = set_dir / INDEX
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
-    return pd.read_parquet(path)
-
-
-def _decode(data: bytes, shard: str, key: str, ext: str) -> np.ndarray:
-    """PNG bytes → (H, W, 3) uint8 **BGR** (converted to RGB with the layout change in `_to_chw_rgb`)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ShardError(f"{shard}: sample {key!r}: {ext} failed to decode")
-    return img
-
-
-def _to_chw_rgb(img: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 BGR → (3, H, W) uint8 RGB, contiguous."""
-    return np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))
+def _to_chw(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) → (3, H, W), contiguous."""
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
 def _to_float(x: np.ndarray) -> torch.Tensor:

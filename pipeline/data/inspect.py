@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data.members import MemberTable
 from pipeline.io.atomic import atomic_write_bytes
-from pipeline.io.images import decode_png, encode_png
-from pipeline.io.shards import INDEX
+from pipeline.io.images import encode_png
+from pipeline.io.shards import INDEX, ShardSet, is_shard_set
 from pipeline.report import grid as grid_image
 
 # Index columns that are bookkeeping or geometry, not parameters worth a range.
@@ -40,19 +39,20 @@ def inspect_set(set_dir: Path, grid: int = 16, seed: int = 0, out: Path | None =
         check_grid_path(Path(out), set_dir)
         if Path(out).is_dir():
             out = Path(out) / f"inspect-{_name(set_dir)}.png"
-    if not (set_dir / INDEX).is_file():
+    if not is_shard_set(set_dir):
         subsets = sorted(p.parent for p in set_dir.glob(f"*/{INDEX}"))
         if not subsets:
             raise FileNotFoundError(f"{set_dir}: not a shard set (no {INDEX}) nor a directory of shard sets")
         return "\n\n".join(inspect_set(s, grid, seed, None if out is None else out.with_name(f"{out.stem}-{s.name}{out.suffix}"))
                            for s in subsets)
-    index = pd.read_parquet(set_dir / INDEX)
+    shards = ShardSet(set_dir)
+    index = shards.index
     members = sorted(c[len("size_"):].replace("_", ".") for c in index.columns if c.startswith("size_"))
     images = [m for m in ("hr.png", "lr.png") if m in members]
     kind = {("hr.png", "lr.png"): "pairs" if "lr_key" in index.columns else "LR (with HR)",
             ("hr.png",): "HR", ("lr.png",): "LR"}.get(tuple(images), "unknown")
     lines = [f"{set_dir}: {kind} shard set (members: {', '.join(members) or 'none'})"]
-    shard_sizes = [(set_dir / s).stat().st_size for s in sorted(index["shard"].unique())] if len(index) else []
+    shard_sizes = [(set_dir / s).stat().st_size for s in shards.shards]
     lines.append(f"  samples: {len(index)} in {len(shard_sizes)} shards, {_bytes(sum(shard_sizes))}"
                  + (f" (shards {_bytes(min(shard_sizes))} to {_bytes(max(shard_sizes))})" if shard_sizes else ""))
     for label, h, w in (("size", "height", "width"), ("lr size", "lr_height", "lr_width")):
@@ -82,7 +82,7 @@ def inspect_set(set_dir: Path, grid: int = 16, seed: int = 0, out: Path | None =
     elif grid and len(index) and images:
         path = Path(out)
         picks = np.sort(np.random.default_rng(seed).choice(len(index), size=min(grid, len(index)), replace=False))
-        atomic_write_bytes(path, encode_png(_grid(set_dir, index, images, picks)))
+        atomic_write_bytes(path, encode_png(_grid(shards, images, picks)))
         lines.append(f"  grid: {path} ({len(picks)} random samples, seed {seed}"
                      + ("; each HR followed by its LR, nearest-upscaled)" if len(images) == 2 else ")"))
     return "\n".join(lines)
@@ -99,7 +99,7 @@ def check_grid_path(out: Path, set_dir: Path) -> None:
     if target == root or root in target.parents:
         raise ValueError(f"{out}: inside the inspected folder {set_dir} (a DVC output, whose hash a new file "
                          "would change); write the grid elsewhere")
-    holder = next((d for d in (target, *target.parents) if (d / INDEX).is_file()), None)
+    holder = next((d for d in (target, *target.parents) if is_shard_set(d)), None)
     if holder is not None:
         raise ValueError(f"{out}: inside the shard set {holder} (it holds {INDEX}); write the grid elsewhere")
 
@@ -120,19 +120,18 @@ def _name(set_dir: Path) -> str:
     return resolved.name or "set"
 
 
-def _grid(set_dir: Path, index: pd.DataFrame, images: list[str], picks: np.ndarray) -> np.ndarray:
-    table = MemberTable(set_dir, images, index=index)
+def _grid(shards: ShardSet, images: list[str], picks: np.ndarray) -> np.ndarray:
     cells = []
     try:
         for i in picks:
-            imgs = [decode_png(table.read(int(i), ext)) for ext in images]
+            imgs = [shards.image_at(int(i), ext) for ext in images]
             if len(imgs) == 2:
                 hr, lr = imgs
                 fy, fx = max(1, hr.shape[0] // lr.shape[0]), max(1, hr.shape[1] // lr.shape[1])
                 imgs = [hr, np.repeat(np.repeat(lr, fy, 0), fx, 1)]
             cells += imgs
     finally:
-        table.close()
+        shards.close()
     cells = [_enlarge(c) for c in cells]
     cols = 4
     return grid_image([cells[i:i + cols] for i in range(0, len(cells), cols)], cell=_CELL)

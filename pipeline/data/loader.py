@@ -22,7 +22,6 @@ For validation or evaluation, `make_loader(..., shuffle=False, augment=False)` r
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,8 +31,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.data.dataset import PairDataset
-
-log = logging.getLogger("realsynth.data")
 
 
 @dataclass(frozen=True)
@@ -121,32 +118,17 @@ class BatchStream:
 def infinite_batches(set_dir: str | os.PathLike, *, batch_size: int, workers: int, seed: int, rank: int = 0,
                      world_size: int = 1, state: LoaderState | None = None, shuffle: bool = True,
                      augment: bool = True, on_error: Literal["raise", "skip"] = "raise",
-                     pin_memory: bool | None = None, prefetch_factor: int = 2, mp_context: str | None = None,
-                     loader: Literal["torch", "dali"] = "torch", device_id: int | None = None):
+                     pin_memory: bool | None = None, prefetch_factor: int = 2,
+                     mp_context: str | None = None) -> BatchStream:
     """An endless stream of training batches for rank `rank`, starting at `state` (default: the start).
 
-    `loader="dali"` decodes on the GPU `device_id` (default: the current CUDA device) with DALI's
-    webdataset reader (see `pipeline.data.dali`; its order is DALI's own, so resuming restarts the
-    saved epoch); without a CUDA GPU or DALI it logs a notice and uses the PyTorch loader.
-
     Returns:
-        a `BatchStream` (or `pipeline.data.dali.DaliStream`): `next(stream)` → (epoch, batch), `stream.state`.
+        a `BatchStream`: `next(stream)` → (epoch, batch), `stream.state`.
 
     Raises:
-        as `PairDataset`; ValueError for an unknown `loader` or a state past the end of an epoch.
+        as `PairDataset`; ValueError for a state past the end of an epoch.
     """
-    if loader not in ("torch", "dali"):
-        raise ValueError(f"loader must be 'torch' or 'dali', got {loader!r}")
     state = state or LoaderState()
-    if loader == "dali":
-        from pipeline.data import dali
-
-        reason = dali.unavailable()
-        if reason is None:
-            return dali.DaliStream(set_dir, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
-                                   state=state, shuffle=shuffle, augment=augment, workers=workers,
-                                   device_id=torch.cuda.current_device() if device_id is None else device_id)
-        log.warning("loader: dali: %s; using the PyTorch loader", reason)
     ds = PairDataset(set_dir, seed=seed, batch_size=batch_size, rank=rank, world_size=world_size, epoch=state.epoch,
                      skip=state.samples_seen, epochs=None, shuffle=shuffle, augment=augment, on_error=on_error)
     return BatchStream(ds, _dataloader(ds, workers, pin_memory, prefetch_factor, mp_context))

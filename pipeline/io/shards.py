@@ -6,16 +6,17 @@ the same samples always give the same bytes. The index row of a sample carries `
 `sha256` (of its primary image, `lr.png` else `hr.png`), `offset_<ext>`/`size_<ext>` of every member
 (ext with '.' → '_'), and whatever columns the writing stage adds (height, width, split, recipe, ...).
 
-Reading never extracts by path: members are read by offset together with the tar header in front
-of them, which must name `<key>.<ext>` with the indexed size (`read_member_at`), and names are
-validated (no separators, no '..', no dotted keys) before anything is trusted.
+`write_shard_set` writes a set; `ShardSet` is its only reader, and this module the only one that
+opens an index, so its checks hold for every stage: keys and shard names are validated before
+anything is trusted, and members are read by offset together with the tar header in front of them,
+which must name `<key>.<ext>` with the indexed size (`pipeline.io.tar.read_member_at`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tarfile
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.io.images import ImageError, decode_png
+from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
+
 if TYPE_CHECKING:  # pandas is imported where an index is read or written: a worker that only reads
     import pandas as pd  # imported here: reading members by offset (`read_member`) starts sooner without it
 
 INDEX = "index.parquet"
 PRIMARY = ("lr.png", "hr.png")
-_FORMAT = tarfile.GNU_FORMAT
-
-
-class ShardError(ValueError):
-    """A malformed shard set; the message names the shard and key."""
 
 
 @dataclass
@@ -75,7 +74,7 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    writer: _TarWriter | None = None
+    writer: TarWriter | None = None
     shard_no, in_shard, prev = 0, 0, None
     try:
         for sample in samples:
@@ -90,7 +89,7 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
                 writer.close()
                 writer, shard_no, in_shard = None, shard_no + 1, 0
             if writer is None:
-                writer = _TarWriter(out_dir / f"{set_name}-{shard_no:06d}.tar")
+                writer = TarWriter(out_dir / f"{set_name}-{shard_no:06d}.tar")
             row: dict[str, Any] = {"key": sample.key, "shard": writer.path.name}
             for ext in sorted(sample.members):
                 if not ext or ext.startswith(".") or "/" in ext or ".." in ext:
@@ -118,100 +117,109 @@ def write_index(set_dir: str | os.PathLike, index: pd.DataFrame) -> None:
     index.reset_index(drop=True).to_parquet(Path(set_dir) / INDEX, index=False, engine="pyarrow", compression="zstd")
 
 
-class _TarWriter:
-    """Deterministic GNU tar writer that reports the data offset of each member.
-
-    Writes the bytes `tarfile.TarFile.addfile`/`close` would (each header from `TarInfo.tobuf`, data
-    padded to 512-byte blocks, two zero blocks, the last 10 KiB record filled), without building the
-    header twice and copying the data through a file object for every member.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._f = open(path, "wb")
-        self.offset = 0      # bytes written
-        self.data_bytes = 0  # member bytes written
-
-    def add(self, name: str, data: bytes) -> int:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        header = info.tobuf(_FORMAT, tarfile.ENCODING, "surrogateescape")
-        start = self.offset + len(header)
-        pad = -len(data) % tarfile.BLOCKSIZE
-        self._f.write(header)
-        self._f.write(data)
-        self._f.write(tarfile.NUL * pad)
-        self.offset = start + len(data) + pad
-        self.data_bytes += len(data)
-        return start
-
-    def close(self) -> None:
-        end = self.offset + 2 * tarfile.BLOCKSIZE
-        self._f.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE))
-        self._f.close()
+_MAX_OPEN = 64  # shard files a ShardSet keeps open per process
 
 
 class ShardSet:
-    """Read access to a shard set directory: its index, random access by key, streaming iteration."""
+    """A shard set read by key or by row number: the one reader of `index.parquet`.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    The index's keys, shard names and member spans are kept as NumPy arrays. The set pickles without
+    the index table or any open file (DataLoader workers, spawn pools): each process opens the
+    shards it reads, keeps at most `_MAX_OPEN` of them open, and drops those of its parent after a
+    fork, so no two processes share a descriptor. Every member is read with its tar header, which
+    must agree with the index (`read_member_at`).
+
+    Args:
+        path: the set's directory.
+        need: member extensions that every sample must have index columns for (`("hr.png", "lr.png")`).
+
+    Raises (constructor):
+        FileNotFoundError: no index. ShardError: a missing column, an invalid key or shard name.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, need: Iterable[str] = ()) -> None:
         self.path = Path(path)
-        index_path = self.path / INDEX
-        if not index_path.is_file():
-            raise FileNotFoundError(f"{index_path}: no shard-set index (is {self.path} a shard set?)")
-        import pandas as pd
-        self.index = pd.read_parquet(index_path)
-        for col in ("key", "shard"):
-            if col not in self.index.columns:
-                raise ShardError(f"{index_path}: missing column {col!r}")
-        self._rows = {k: i for i, k in enumerate(self.index["key"])}
-        # Plain arrays for `read`: a pandas row lookup costs more than reading the bytes.
-        self._shard_of = self.index["shard"].to_numpy()
-        members = sorted(c[len("size_"):] for c in self.index.columns if c.startswith("size_"))
+        self._index: pd.DataFrame | None = _read_index(self.path)
+        index, where, need = self._index, self.path / INDEX, tuple(need)
+        cols = ["key", "shard"] + [f"{p}_{member_column(e)}" for e in need for p in ("offset", "size")]
+        missing = [c for c in cols if c not in index.columns]
+        if missing:
+            raise ShardError(f"{where}: missing column {missing[0]!r}" + (f" (needed to read members {list(need)})"
+                                                                           if need else ""))
+        self.keys = _checked_keys(index, where)
+        names, shard_of = np.unique(index["shard"].astype(str).to_numpy(), return_inverse=True)
+        self.shard_names = [_checked_shard(str(n), where) for n in names]
+        self.shard_of = shard_of.astype(np.int32)
+        members = sorted(c[len("size_"):] for c in index.columns if c.startswith("size_"))
         self._spans = {m: (self._column(f"offset_{m}"), self._column(f"size_{m}")) for m in members}
+        self._rows: dict[str, int] | None = None
+        self._fds: OrderedDict[int, int] = OrderedDict()
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.keys)
+
+    @property
+    def index(self) -> pd.DataFrame:
+        """The whole index table (read again in a process that unpickled this set)."""
+        if self._index is None:
+            self._index = _read_index(self.path)
+        return self._index
 
     @property
     def shards(self) -> list[str]:
-        return sorted(self.index["shard"].unique())
+        return list(self.shard_names)
 
-    def members_of(self, key: str) -> list[str]:
-        return self._members_at(self._row(key))
+    def row(self, key: str) -> int:
+        """The row number of sample `key`. Raises KeyError naming the set."""
+        if self._rows is None:
+            self._rows = {k: i for i, k in enumerate(self.keys)}
+        try:
+            return self._rows[key]
+        except KeyError:
+            raise KeyError(f"{self.path}: no sample with key {key!r}") from None
+
+    def shard_at(self, row: int) -> str:
+        return self.shard_names[self.shard_of[row]]
 
     def read(self, key: str, exts: Iterable[str] | None = None) -> dict[str, bytes]:
-        """Members of sample `key` (all, or those in `exts`), read by offset from its shard and checked
-        against their tar headers (`read_member_at`)."""
-        row = self._row(key)
+        """Members of sample `key` (all, or those in `exts`), each checked against its tar header."""
+        row = self.row(key)
         cols = {member_column(e): e for e in (exts or [])}
-        wanted = [c for c in self._members_at(row) if not exts or c in cols]
         out: dict[str, bytes] = {}
-        shard = self.path / self._shard_of[row]
-        fd = os.open(shard, os.O_RDONLY)
-        try:
-            for col in wanted:
-                offsets, sizes = self._spans[col]
-                ext = cols.get(col) or _ext_of(col, key, shard.name)
-                out[ext] = read_member_at(fd, int(offsets[row]), int(sizes[row]), shard.name, key, ext)
-        finally:
-            os.close(fd)
+        for col, (_, sizes) in self._spans.items():
+            if sizes[row] >= 0 and (not exts or col in cols):
+                ext = cols.get(col) or _ext_of(col, key, self.shard_at(row))
+                out[ext] = self.read_at(row, ext)
         return out
+
+    def read_at(self, row: int, ext: str) -> bytes:
+        """The bytes of member `ext` of sample number `row`.
+
+        Raises:
+            ShardError: the sample has no such member, the member runs past the end of its shard,
+                or the tar header in front of it is not `<key>.<ext>` of the indexed size.
+        """
+        offset, size = self._span(row, ext)
+        return read_member_at(self._fd(int(self.shard_of[row])), offset, size, self.shard_at(row), self.keys[row], ext)
+
+    def image_at(self, row: int, ext: str) -> np.ndarray:
+        """Member `ext` (a PNG) of sample number `row` as (H, W, 3) uint8 RGB. Raises ShardError."""
+        return decode_member(self.read_at(row, ext), self.shard_at(row), self.keys[row], ext)
+
+    def member(self, key: str, ext: str) -> Member:
+        """Where member `<key>.<ext>` lies, for reading it in another process without the index."""
+        row = self.row(key)
+        offset, size = self._span(row, ext)
+        return Member(self.path / self.shard_at(row), key, ext, offset, size)
 
     def locate(self, keys: Iterable[str], ext: str) -> dict[str, tuple[str, int, int]]:
         """(shard, offset, size) of member `<key>.<ext>` for each key, for `read_member`.
         Raises KeyError for an unknown key, ShardError when a sample has no such member."""
-        offsets, sizes = self._spans.get(member_column(ext), (None, None))
-        if offsets is None:
-            raise ShardError(f"{self.path / INDEX}: no {ext!r} members")
         out = {}
         for key in keys:
-            row = self._row(key)
-            if sizes[row] < 0:
-                raise ShardError(f"{self.path}: sample {key!r} has no {ext!r} member")
-            out[key] = (str(self._shard_of[row]), int(offsets[row]), int(sizes[row]))
+            row = self.row(key)
+            out[key] = (self.shard_at(row), *self._span(row, ext))
         return out
 
     def iter_samples(self, shards: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -219,19 +227,106 @@ class ShardSet:
         for name in shards if shards is not None else self.shards:
             yield from iter_tar(self.path / name)
 
-    def _members_at(self, row: int) -> list[str]:
-        return [col for col, (_, sizes) in self._spans.items() if sizes[row] >= 0]
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def _span(self, row: int, ext: str) -> tuple[int, int]:
+        spans = self._spans.get(member_column(ext))
+        if spans is None:
+            raise ShardError(f"{self.path / INDEX}: no {ext!r} members")
+        offset, size = int(spans[0][row]), int(spans[1][row])
+        if offset < 0 or size < 0:
+            raise ShardError(f"{self.shard_at(row)}: sample {self.keys[row]!r} has no {ext} member")
+        return offset, size
+
+    def _fd(self, shard_id: int) -> int:
+        if self._pid != os.getpid():  # a forked child: close its copies of the parent's descriptors
+            self.close()
+            self._pid = os.getpid()
+        fd = self._fds.get(shard_id)
+        if fd is not None:
+            self._fds.move_to_end(shard_id)
+            return fd
+        path = self.path / self.shard_names[shard_id]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise ShardError(f"{path.name}: shard listed in {self.path / INDEX} does not exist") from None
+        self._fds[shard_id] = fd
+        if len(self._fds) > _MAX_OPEN:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
 
     def _column(self, name: str) -> np.ndarray:
         if name not in self.index.columns:
             raise ShardError(f"{self.path / INDEX}: missing column {name!r}")
         return span_column(self.index[name])
 
-    def _row(self, key: str) -> int:
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_index": None, "_rows": None, "_fds": OrderedDict(), "_pid": None}
+
+    def __del__(self) -> None:
         try:
-            return self._rows[key]
-        except KeyError:
-            raise KeyError(f"{self.path}: no sample with key {key!r}") from None
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+@dataclass(frozen=True)
+class Member:
+    """Where member `<key>.<ext>` lies in its shard: what a worker process needs to read it without
+    the index (`ShardSet.member`)."""
+    path: Path
+    key: str
+    ext: str
+    offset: int
+    size: int
+
+    def read(self) -> bytes:
+        return read_member(self.path, self.key, self.ext, self.offset, self.size)
+
+    def image(self) -> np.ndarray:
+        """The member (a PNG) as (H, W, 3) uint8 RGB. Raises ShardError."""
+        return decode_member(self.read(), self.path.name, self.key, self.ext)
+
+
+def is_shard_set(path: str | os.PathLike) -> bool:
+    return (Path(path) / INDEX).is_file()
+
+
+def _read_index(set_dir: Path) -> pd.DataFrame:
+    """The only place an index is read."""
+    path = set_dir / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
+    import pandas as pd
+    return pd.read_parquet(path)
+
+
+def _checked_keys(index: pd.DataFrame, where: Path) -> np.ndarray:
+    keys = index["key"].astype(str)
+    bad = keys.str.contains(r"[./\\\x00]", regex=True) | (keys == "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ShardError(f"{index['shard'].iloc[i]}: invalid sample key {keys.iloc[i]!r} in {where}: "
+                         "keys are non-empty and contain no '.', '/' or '\\'")
+    return keys.to_numpy(dtype=object)
+
+
+def _checked_shard(name: str, where: Path) -> str:
+    if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".tar"):
+        raise ShardError(f"{where}: invalid shard name {name!r}: expected '<set>-NNNNNN.tar' inside the set")
+    return name
+
+
+def decode_member(data: bytes, shard: str, key: str, ext: str) -> np.ndarray:
+    """PNG member bytes → (H, W, 3) uint8 RGB (`decode_png`); ShardError naming the shard and key if undecodable."""
+    try:
+        return decode_png(data)
+    except ImageError:
+        raise ShardError(f"{shard}: sample {key!r}: {ext} failed to decode") from None
 
 
 def span_column(col: pd.Series) -> np.ndarray:
@@ -244,92 +339,3 @@ def _ext_of(col: str, key: str, shard: str) -> str:
     if col in known:
         return known[col]
     raise ShardError(f"{shard}: sample {key!r}: cannot map index column {col!r} back to a member name")
-
-
-def iter_tar(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Group a WebDataset tar's members by key; validate every name first.
-
-    Raises:
-        ShardError: a member name with a path separator or '..', a non-file member, or a key
-            whose members are not contiguous.
-    """
-    path = Path(path)
-    seen: set[str] = set()
-    key, members = None, {}
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for info in tar:
-                name = info.name
-                if "/" in name or "\\" in name or ".." in name or name.startswith("."):
-                    raise ShardError(f"{path.name}: member {name!r}: path separators and '..' are not allowed")
-                if not info.isfile():
-                    raise ShardError(f"{path.name}: member {name!r} is not a regular file")
-                k, dot, ext = name.partition(".")
-                if not dot or not ext:
-                    raise ShardError(f"{path.name}: member {name!r} has no '<key>.<ext>' form")
-                if k != key:
-                    if key is not None:
-                        yield key, members
-                    if k in seen:
-                        raise ShardError(f"{path.name}: sample {k!r}: members are not contiguous")
-                    seen.add(k)
-                    key, members = k, {}
-                f = tar.extractfile(info)
-                members[ext] = f.read() if f is not None else b""
-    except tarfile.TarError as err:
-        raise ShardError(f"{path.name}: not a readable tar ({err})") from None
-    if key is not None:
-        yield key, members
-
-
-# ---- checked reads of one member by its indexed offset ------------------------------------------
-
-_BLOCK = 512  # tar block; a member's header is the block before its data
-
-
-def read_member(path: str | os.PathLike, key: str, ext: str, offset: int, size: int) -> bytes:
-    """Member `<key>.<ext>` of the shard at `path`, by its indexed data `offset` and `size`, checked
-    against its tar header. Raises ShardError as `read_member_at`."""
-    path = Path(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return read_member_at(fd, offset, size, path.name, key, ext)
-    finally:
-        os.close(fd)
-
-
-def read_member_at(fd: int, offset: int, size: int, shard: str, key: str, ext: str) -> bytes:
-    """The `size` bytes at `offset` of the open shard `fd` (named `shard` in errors), read with the tar
-    header in front of them, which must name `<key>.<ext>` with that size.
-
-    Raises:
-        ShardError: the offset leaves no room for a header, the member runs past the end of the
-            shard, or the header names another member, size or a non-file (a stale or tampered index).
-    """
-    if offset < _BLOCK or size < 0:
-        raise ShardError(f"{shard}: sample {key!r}: {ext} at offset {offset} (size {size}) is not a member's data; "
-                         "the index disagrees with the tar")
-    buf = os.pread(fd, _BLOCK + size, offset - _BLOCK)
-    if len(buf) < _BLOCK + size:
-        raise ShardError(f"{shard}: sample {key!r}: {ext} runs past the end of the shard (truncated shard?)")
-    _check_header(buf[:_BLOCK], f"{key}.{ext}", size, shard, key)
-    return buf[_BLOCK:]
-
-
-def _check_header(header: bytes, expected: str, size: int, shard: str, key: str) -> None:
-    name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-    if "/" in name or "\\" in name or ".." in name:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r}: path separators and '..' are not allowed")
-    if name.encode() != expected.encode()[:100]:
-        raise ShardError(f"{shard}: sample {key!r}: the index points at member {name or '<no header>'!r}, "
-                         f"not {expected!r}; the index disagrees with the tar")
-    if header[156:157] not in (b"0", b"\0"):
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} is not a regular file")
-    field = header[124:136]
-    try:
-        stored = int.from_bytes(field[1:], "big") if field[0] & 0x80 else int(field.strip(b"\0 ") or b"0", 8)
-    except ValueError:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} has a corrupt tar header") from None
-    if stored != size:
-        raise ShardError(f"{shard}: sample {key!r}: member {name!r} holds {stored} bytes but the index says {size}; "
-                         "the index disagrees with the tar")

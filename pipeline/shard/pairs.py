@@ -26,8 +26,8 @@ import pandas as pd
 
 from pipeline.config import ShardConfig
 from pipeline.seeding import SPLIT_ORDER, WINDOWS, rng_for
-from pipeline.io.images import ImageError, decode_png, encode_png
-from pipeline.io.shards import INDEX, Sample, ShardError, json_bytes, read_member, write_shard_set
+from pipeline.io.images import encode_png
+from pipeline.io.shards import INDEX, Member, Sample, ShardError, ShardSet, json_bytes, write_shard_set
 from pipeline.parallel import ordered_map
 from pipeline.report import grid, markdown_table
 
@@ -55,8 +55,8 @@ class _Job:
     lr_key: str
     hr_key: str
     split: str
-    lr_src: tuple[Path, int, int]           # shard path, data offset, size of `<lr_key>.lr.png`
-    hr_src: tuple[Path, str, int, int]      # shard path, key, data offset, size of `<key>.hr.png`
+    lr_src: Member                          # `<lr_key>.lr.png`
+    hr_src: Member                          # `<hr_key>.hr.png`, or the LR set's own `<lr_key>.hr.png`
     lr_hw: tuple[int, int] | None           # sizes the indexes claim (checked after decoding)
     hr_hw: tuple[int, int] | None
     n: int                                  # windows in random mode
@@ -97,11 +97,10 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
         raise ValueError(f"scale must be a positive integer, got {scale}")
     if cfg.patch_size % scale:
         raise ValueError(f"shard.patch_size must be a multiple of scale ({scale}), got {cfg.patch_size}")
-    lr_dir, out_dir = Path(lr_dir), Path(out_dir)
-    lr_index = _read_index(lr_dir)
-    hr_index = _read_index(Path(hr_dir)) if hr_dir is not None else None
-    jobs, skipped, meta = _plan(lr_dir, lr_index, Path(hr_dir) if hr_dir is not None else None, hr_index, cfg,
-                                seed=seed, scale=scale)
+    out_dir = Path(out_dir)
+    lr_set = ShardSet(lr_dir)
+    jobs, skipped, meta = _plan(lr_set, ShardSet(hr_dir) if hr_dir is not None else None, cfg, seed=seed, scale=scale)
+    lr_tiles = len(lr_set)
     out_dir.mkdir(parents=True, exist_ok=True)
     spill_path = out_dir / ".spill.bin"
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
@@ -120,7 +119,7 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
             spill.flush()
             if not any(rows.values()):
                 shown = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
-                raise ValueError(f"shard: no usable pair among {len(lr_index)} LR tiles ({shown or 'empty LR set'})")
+                raise ValueError(f"shard: no usable pair among {lr_tiles} LR tiles ({shown or 'empty LR set'})")
             _check_hygiene(rows)
             counts = {}
             for split in SPLITS:
@@ -131,8 +130,8 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
     skipped.sort()
     pd.DataFrame(skipped, columns=["lr_key", "reason"]).to_csv(out_dir / "skipped.csv", index=False)
     used = len({r["meta"]["lr_key"] for split in SPLITS for r in rows[split]})
-    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=len(lr_index), used=used, skipped=skipped)
-    return PairStats(lr_tiles=len(lr_index), used=used, skipped=len(skipped),
+    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=lr_tiles, used=used, skipped=skipped)
+    return PairStats(lr_tiles=lr_tiles, used=used, skipped=len(skipped),
                      train_patches=counts["train"][0], val_patches=counts["val"][0],
                      train_shards=counts["train"][1], val_shards=counts["val"][1])
 
@@ -165,17 +164,11 @@ def _grid_starts(length: int, side: int) -> list[int]:
     return starts + [length - side] if starts[-1] + side < length else starts
 
 
-def _read_index(set_dir: Path) -> pd.DataFrame:
-    path = set_dir / INDEX
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
-    return pd.read_parquet(path)
-
-
-def _plan(lr_dir: Path, lr: pd.DataFrame, hr_dir: Path | None, hr: pd.DataFrame | None, cfg: ShardConfig, *,
+def _plan(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
           seed: int, scale: int) -> tuple[list[_Job], list[tuple[str, str]], dict[str, dict[str, Any]]]:
     """One job per LR tile (sorted by key), the pairs skipped before decoding, and each pair's index columns."""
-    where = lr_dir / INDEX
+    lr, hr = lr_set.index, hr_set.index if hr_set is not None else None
+    where = lr_set.path / INDEX
     for col in ("key", "shard", "hr_key", "offset_lr_png", "size_lr_png"):
         if col not in lr.columns:
             raise ValueError(f"{where}: missing column {col!r}")
@@ -191,26 +184,26 @@ def _plan(lr_dir: Path, lr: pd.DataFrame, hr_dir: Path | None, hr: pd.DataFrame 
         lr_key, hr_key = str(row["key"]), str(row["hr_key"])
         lr_hw = _hw(row)
         if own_hr and pd.notna(row.get("size_hr_png")):
-            hr_src = (lr_dir / row["shard"], lr_key, int(row["offset_hr_png"]), int(row["size_hr_png"]))
+            hr_src = lr_set.member(lr_key, "hr.png")
             hr_row: dict[str, Any] = {}
             split = row.get("split") if pd.notna(row.get("split", None)) else "train"
             hr_hw = None
         elif hr_key in hr_rows:
             hr_row = hr_rows[hr_key]
-            hr_src = (hr_dir / hr_row["shard"], hr_key, int(hr_row["offset_hr_png"]), int(hr_row["size_hr_png"]))  # type: ignore[operator]
+            hr_src = hr_set.member(hr_key, "hr.png")  # type: ignore[union-attr]
             split = hr_row.get("split", row.get("split", "train"))
             if "split" in row and pd.notna(row["split"]) and row["split"] != split:
                 raise ValueError(f"{where}: sample {lr_key!r} is in split {row['split']!r} but its HR tile "
                                  f"{hr_key!r} is in {split!r}")
             hr_hw = _hw(hr_row)
         else:
-            skipped.append((lr_key, f"no HR tile {hr_key!r}" + (f" in {hr_dir}" if hr_dir is not None else "")))
+            skipped.append((lr_key, f"no HR tile {hr_key!r}" + (f" in {hr_set.path}" if hr_set is not None else "")))
             continue
         if split not in SPLITS:
             raise ValueError(f"{where}: sample {lr_key!r} has split {split!r}; expected one of {list(SPLITS)}")
         n = cfg.patches_per_pair if split == "train" else cfg.val_patches_per_pair
-        jobs.append(_Job(lr_key, hr_key, split, (lr_dir / row["shard"], int(row["offset_lr_png"]), int(row["size_lr_png"])),
-                         hr_src, lr_hw, hr_hw, n, cfg.mode, cfg.patch_size, scale, seed))
+        jobs.append(_Job(lr_key, hr_key, split, lr_set.member(lr_key, "lr.png"), hr_src, lr_hw, hr_hw, n, cfg.mode,
+                         cfg.patch_size, scale, seed))
         source = str(hr_row.get("source", row.get("source", hr_key)))
         meta[lr_key] = {"lr_key": lr_key, "hr_key": hr_key, "split": split, "source": source,
                         "photo": str(hr_row.get("source_sha256", row.get("source_sha256", source))),
@@ -236,15 +229,11 @@ def _plain(v: Any) -> Any:
 
 def _cut_pair(job: _Job) -> list[_Cut] | str:
     """Decode one pair, check its sizes, cut its windows. Returns the patches or a skip reason."""
-    lr_path, lr_off, lr_size = job.lr_src
-    hr_path, hr_key, hr_off, hr_size = job.hr_src
-    lr = _decode(read_member(lr_path, job.lr_key, "lr.png", lr_off, lr_size), lr_path, job.lr_key, "lr.png")
-    hr = _decode(read_member(hr_path, hr_key, "hr.png", hr_off, hr_size), hr_path, hr_key, "hr.png")
-    for img, claimed, path, key, what in ((lr, job.lr_hw, lr_path, job.lr_key, "lr.png"),
-                                          (hr, job.hr_hw, hr_path, hr_key, "hr.png")):
+    lr, hr = job.lr_src.image(), job.hr_src.image()
+    for img, claimed, src in ((lr, job.lr_hw, job.lr_src), (hr, job.hr_hw, job.hr_src)):
         if claimed is not None and img.shape[:2] != claimed:
-            raise ShardError(f"{path.name}: sample {key!r}: {what} is {img.shape[1]}x{img.shape[0]} but the index says "
-                             f"{claimed[1]}x{claimed[0]}; the index disagrees with the tar")
+            raise ShardError(f"{src.path.name}: sample {src.key!r}: {src.ext} is {img.shape[1]}x{img.shape[0]} but the "
+                             f"index says {claimed[1]}x{claimed[0]}; the index disagrees with the tar")
     (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
     if (hh // job.scale, hw // job.scale) != (lh, lw):
         return f"size mismatch: LR {lw}x{lh} x {job.scale} = {lw * job.scale}x{lh * job.scale} != HR {hw}x{hh}"
@@ -257,13 +246,6 @@ def _cut_pair(job: _Job) -> list[_Cut] | str:
     return [_Cut(n, y, x, encode_png(np.ascontiguousarray(hr[y * s:(y + p) * s, x * s:(x + p) * s])),
                  encode_png(np.ascontiguousarray(lr[y:y + p, x:x + p])))
             for n, (y, x) in enumerate(lr_windows((lh, lw), p, n=job.n, mode=job.mode, rng=rng))]
-
-
-def _decode(data: bytes, path: Path, key: str, ext: str) -> np.ndarray:
-    try:
-        return decode_png(data)
-    except ImageError:
-        raise ShardError(f"{path.name}: sample {key!r}: {ext} failed to decode") from None
 
 
 def _check_hygiene(rows: dict[str, list[dict[str, Any]]]) -> None:
@@ -307,14 +289,16 @@ def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tile
                   skipped: list[tuple[str, str]]) -> None:
     split_rows, examples = [], []
     for split in SPLITS:
-        index = pd.read_parquet(out / split / INDEX)
-        shard_sizes = [(out / split / s).stat().st_size for s in sorted(index["shard"].unique())] if len(index) else [0]
+        shards = ShardSet(out / split)
+        index = shards.index
+        shard_sizes = [(out / split / s).stat().st_size for s in shards.shards] if len(index) else [0]
         split_rows.append({"split": split, "pairs": index["lr_key"].nunique() if len(index) else 0,
                            "patches": len(index), "shards": len(shard_sizes) if len(index) else 0,
                            "MB": round(sum(shard_sizes) / 2**20, 2), "min shard MB": round(min(shard_sizes) / 2**20, 2),
                            "max shard MB": round(max(shard_sizes) / 2**20, 2)})
         if split == "train" or not examples:
-            examples = _examples(out / split, index) or examples
+            examples = _examples(shards) or examples
+        shards.close()
     if examples:
         (out / "pairs.png").write_bytes(encode_png(grid(examples, cell=min(cfg.patch_size, 256))))
     p = cfg.patch_size // scale
@@ -333,20 +317,13 @@ def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tile
     (out / "report.md").write_text("\n".join(lines))
 
 
-def _examples(set_dir: Path, index: pd.DataFrame) -> list[list[np.ndarray]]:
-    from pipeline.data.members import MemberTable
-
-    if index.empty:
-        return []
-    table = MemberTable(set_dir, ("hr.png", "lr.png"), index=index)
+def _examples(shards: ShardSet) -> list[list[np.ndarray]]:
     rows = []
-    for i in range(min(_EXAMPLES, len(table))):  # stored order is already a random order
-        hr = decode_png(table.read(i, "hr.png"))
-        lr = decode_png(table.read(i, "lr.png"))
+    for i in range(min(_EXAMPLES, len(shards))):  # stored order is already a random order
+        hr, lr = shards.image_at(i, "hr.png"), shards.image_at(i, "lr.png")
         pair = [hr, np.repeat(np.repeat(lr, hr.shape[0] // lr.shape[0], 0), hr.shape[1] // lr.shape[1], 1)]
         if rows and len(rows[-1]) < 4:
             rows[-1] += pair
         else:
             rows.append(pair)
-    table.close()
     return rows
