@@ -182,6 +182,11 @@ class ShardSet:
     def shard_at(self, row: int) -> str:
         return self.shard_names[self.shard_of[row]]
 
+    def members_of(self, key: str) -> list[str]:
+        """Index column names (`hr_png`, `json`) of the members sample `key` has."""
+        row = self.row(key)
+        return [col for col, (_, sizes) in self._spans.items() if sizes[row] >= 0]
+
     def read(self, key: str, exts: Iterable[str] | None = None) -> dict[str, bytes]:
         """Members of sample `key` (all, or those in `exts`), each checked against its tar header."""
         row = self.row(key)
