@@ -2,9 +2,8 @@
 or why it was skipped). Pure functions of (Context, jobs), so a worker process, a thread of this
 one or another engine's worker give the same bytes.
 
-    results = degrade_task(ctx, jobs)                          # reference backend
-    prepared, todo, inputs = prepare_batch(ctx, jobs, degrader, pool)   # DALI: around the graph
-    results = finish_batch(ctx, prepared, todo, degrader.run_prepared(inputs), pool)
+    results = degrade_task(ctx, jobs)                       # reference backend
+    results = degrade_batch(ctx, jobs, degrader, pool)      # a DALI graph, `pool` around it
 """
 from __future__ import annotations
 
@@ -131,3 +130,10 @@ def finish_batch(ctx: Context, prepared, todo, lrs: list[np.ndarray], pool: Exec
     """`finish` each of `todo` with its LR tile on `pool`; returns every result of `prepared`, in order."""
     list(pool.map(lambda item: finish(ctx, item[0][0], item[0][1], item[1]), zip(todo, lrs)))
     return [res for res, _ in prepared]
+
+
+def degrade_batch(ctx: Context, jobs: list[Job], degrader: DaliDegrader, pool: Executor) -> list[Result]:
+    """The DALI backend on `jobs` (at most `degrader.batch_size`), in order: `prepare_batch`, the
+    graph, `finish_batch`."""
+    prepared, todo, inputs = prepare_batch(ctx, jobs, degrader, pool)
+    return finish_batch(ctx, prepared, todo, degrader.run_prepared(inputs) if todo else [], pool)

@@ -6,7 +6,7 @@ Jobs are cut into tasks of consecutive jobs (`tasks`), run in spawned worker pro
 backend) or in batches through DALI graphs. A sample depends only on (HR, seed, key, variant,
 params), so the results do not depend on `workers` or `batch_size`; the multi-rank path
 (`ranks.py`) calls `degrade_jobs` on its slice of the jobs, and another engine can run
-`samples.degrade_task` / the DALI batch functions on tasks of its own.
+`samples.degrade_task` / `samples.degrade_batch` on `tasks` of its own.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.parallel import worker_pool
 
-from .samples import Result, degrade_task, finish_batch, prepare_batch
+from .samples import Result, degrade_batch, degrade_task, finish_batch, prepare_batch
 from .sources import Context, Job, for_workers
 
 # The per-sample Python around a GPU graph (recipe sampling, its JSON, shard I/O) holds the GIL,
@@ -85,10 +85,7 @@ def _init_dali_worker(ctx: Context, batch_size: int, threads: int) -> None:
 
 
 def _run_dali_task(task: list[Job]) -> list[Result]:
-    ctx, degrader, pool = _WORKER["ctx"], _WORKER["dali"], _WORKER["pool"]
-    prepared, todo, inputs = prepare_batch(ctx, task, degrader, pool)
-    lrs = degrader.run_prepared(inputs) if todo else []
-    return finish_batch(ctx, prepared, todo, lrs, pool)
+    return degrade_batch(_WORKER["ctx"], task, _WORKER["dali"], _WORKER["pool"])
 
 
 def _results_dali(ctx: Context, jobs: list[Job], batch_size: int, threads: int) -> Iterator[Result]:
