@@ -16,11 +16,11 @@ Where DALI differs from the spec (parity is tested with these tolerances in mind
   detailed images); `area` has no DALI filter: antialiased cubic when shrinking and linear when
   enlarging come closest to OpenCV's INTER_AREA (~3-5 levels mean difference on detailed images);
 - JPEG: the spec decodes with nearest-neighbour chroma upsampling (Real-ESRGAN's DiffJPEG),
-  which no DALI operator does. CPU: `fn.python_function` runs the spec's codec, `jpeg.jpeg_roundtrip`,
-  itself (the graph already runs synchronously), bit-identical. GPU: `fn.jpeg_compression_distortion` (DALI's CUDA
-  codec, close to libjpeg but not identical), still decoded with smooth chroma: milder than the
-  spec (see bench/README.md, "Strength"); re-blocking its chroma in the graph was tried on the
-  CPU and came no closer per pixel;
+  which no DALI operator does. CPU: `fn.python_function` runs the spec's own codec
+  (`jpeg.jpeg_roundtrip`; the graph already runs synchronously), bit-identical. GPU:
+  `fn.jpeg_compression_distortion` (DALI's CUDA codec, close to libjpeg but not identical), still
+  decoded with smooth chroma: milder than the spec (see bench/README.md, "Strength"); re-blocking
+  its chroma in the graph was tried on the CPU and came no closer per pixel;
 - Poisson noise: Gaussian with the Poisson variance, base/vals·scale², using the same field; `vals`
   (Real-ESRGAN's count of distinct 8-bit levels, rounded up to a power of two) is taken from the
   level range max - min + 1, since a DALI graph cannot count distinct values. Mean and variance of
