@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.degrade import DegradeConfig, Recipe, sample_recipe  # noqa: E402
-from pipeline.degrade import reference as ref  # noqa: E402
+from pipeline.degrade import fast, spec  # noqa: E402
 from pipeline.degrade.kernels import gaussian_kernel, sinc_kernel  # noqa: E402
 from pipeline.io.images import decode_png, encode_png  # noqa: E402
 from pipeline.io.shards import Sample, write_shard_set  # noqa: E402
@@ -80,7 +80,7 @@ def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
     start = time.perf_counter()
     for i, data in enumerate(tiles):
         recipe = sample_recipe(settings, SEED, tile_key(i), 0, scale=4)  # drawing it is part of the work
-        encode_png(ref.apply_recipe(decode_png(data), recipe))
+        encode_png(fast.apply_recipe(decode_png(data), recipe))
     return len(tiles) / (time.perf_counter() - start)
 
 
@@ -89,7 +89,7 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
     """degrade_set's steps on an HR shard set (plan, pooled jobs, write), timing each result as it
     reaches the writer: prints the start-up (time to the first result) and the steady-state rate.
     Returns (LR tiles/s, backend); `variants` LR tiles per HR tile."""
-    from pipeline.degrade import run
+    from pipeline.degrade import schedule, sources, write
     with tempfile.TemporaryDirectory() as tmp:
         hr = Path(tmp) / "hr"
         write_shard_set(hr, (Sample(tile_key(i), {"hr.png": t}, {"height": TILE, "width": TILE})
@@ -103,9 +103,9 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
             for res in results:
                 stamps.append(time.perf_counter())
                 yield res
-        ctx, jobs = run.plan_set(hr, cfg, seed=SEED, scale=4)
-        results = timed(run.degrade_jobs(ctx, jobs, cfg, workers=workers))
-        stats = run.write_set(Path(tmp) / "lr", ctx, cfg, results, len(jobs), start=start, progress=False)
+        ctx, jobs = sources.plan_set(hr, cfg, seed=SEED, scale=4)
+        results = timed(schedule.degrade_jobs(ctx, jobs, batch_size=batch_size, workers=workers))
+        stats = write.write_set(Path(tmp) / "lr", ctx, cfg, results, len(jobs), start=start, progress=False)
     n = max(stats["samples"], 1)
     worker_ms = (_children_cpu() - before) / n * 1e3
     if worker_ms > 0:
@@ -140,16 +140,19 @@ def _children_cpu() -> float:
 
 
 def bench_dali(tiles: list[bytes], cfg: DegradeConfig, device: str, threads: int) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.degrade.dali_backend import DaliDegrader
     degrader = DaliDegrader(32, device, threads)
     recipes = tile_recipes(cfg, len(tiles))
     degrader.run([decode_png(tiles[0])], recipes[:1])  # warm-up
-    start = time.perf_counter()
-    for b in range(0, len(tiles), 32):
-        hrs = [decode_png(t) for t in tiles[b:b + 32]]
-        for lr in degrader.run(hrs, recipes[b:b + 32]):
-            encode_png(lr)
-    return len(tiles) / (time.perf_counter() - start)
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        for b in range(0, len(tiles), 32):
+            hrs = [decode_png(t) for t in tiles[b:b + 32]]
+            for lr in degrader.run(hrs, recipes[b:b + 32], pool):
+                encode_png(lr)
+        return len(tiles) / (time.perf_counter() - start)
 
 
 def bench_dali_gpu_graph(tiles: list[bytes], cfg: DegradeConfig, batch: int, threads: int) -> tuple[float, float]:
@@ -159,9 +162,11 @@ def bench_dali_gpu_graph(tiles: list[bytes], cfg: DegradeConfig, batch: int, thr
     hrs = [decode_png(t) for t in tiles]
     recipes = tile_recipes(cfg, len(tiles))
     degrader.run(hrs[:batch], recipes[:batch])  # warm-up: allocations, CUDA kernels
-    start = time.perf_counter()
-    inputs = [degrader.prepare(hrs[b:b + batch], recipes[b:b + batch]) for b in range(0, len(hrs), batch)]
-    prep = len(tiles) / (time.perf_counter() - start)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        inputs = [degrader.prepare(hrs[b:b + batch], recipes[b:b + batch], pool) for b in range(0, len(hrs), batch)]
+        prep = len(tiles) / (time.perf_counter() - start)
     start = time.perf_counter()
     for batch_inputs in inputs:
         degrader.run_prepared(batch_inputs)
@@ -182,56 +187,47 @@ def gpu_rows(tiles: list[bytes], cfg: DegradeConfig, workers: int) -> None:
         graph, prep = bench_dali_gpu_graph(tiles, cfg, batch, workers)
         row(f"dali gpu graph only, batch {batch}", graph)
         row(f"dali inputs prepared, {workers} threads, batch {batch}", prep)
-    from pipeline.degrade import run
+    from pipeline.degrade import schedule
     for per_process, batch in ((workers, 256), (4, 64), (4, 128), (2, 64)):
-        run.GPU_CORES_PER_PROCESS = per_process
+        schedule.GPU_CORES_PER_PROCESS = per_process
         auto, backend = bench_auto(tiles, workers, batch)
         graphs = max(1, workers // per_process)
         row(f"auto ({backend}), {graphs} graph process(es) x {workers // graphs} threads, batch {batch}, "
             f"shard set in/out", auto)
 
 
-def usm_float_mask(x: np.ndarray) -> np.ndarray:
-    """The USM as first written (float mask, a new array per step), for the op table."""
-    blur = cv2.GaussianBlur(x, (51, 51), ref.usm_sigma(51), borderType=cv2.BORDER_REFLECT_101)
-    residual = x - blur
-    mask = (np.abs(residual) * np.float32(255.0) > np.float32(10.0)).astype(np.float32)
-    soft = cv2.GaussianBlur(mask, (51, 51), ref.usm_sigma(51), borderType=cv2.BORDER_REFLECT_101)
-    return x + soft * (np.clip(x + np.float32(0.5) * residual, 0.0, 1.0) - x)
-
-
 def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
     """Milliseconds per op on one 256 px tile (best of `reps`), OpenCV on one thread."""
     cv2.setNumThreads(1)
     hr = decode_png(tile)
-    x = ref.to_float(hr)
+    x = spec.to_float(hr)
     small = cv2.resize(x, (180, 180), interpolation=cv2.INTER_AREA)  # a typical stage-1 size
     lr = cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA)
-    small_q = ref.quantize(small)
-    vals = ref.poisson_levels(small_q)
-    ref.poisson_counts(small_q, vals, 0)  # builds the per-process tables
+    small_q = spec.quantize(small)
+    vals = spec.poisson_levels(small_q)
+    fast.poisson_counts(small_q, vals, 0)  # builds the per-process tables
     aniso, sinc = gaussian_kernel(13, 2.0, 1.0, 0.5), sinc_kernel(21, 1.5)
     ops = {
         "png decode 256": lambda: decode_png(tile),
-        "usm (2x 51 px Gaussian)": lambda: ref.unsharp_mask(x),
-        "  usm, float mask, not in place (before)": lambda: usm_float_mask(x),
-        "blur1 iso 13 px (separable)": lambda: ref.blur(x, gaussian_kernel(13, 1.5)),
-        "blur1 aniso 13 px (filter2D, 2x2 tiles)": lambda: ref.blur(x, aniso),
+        "usm (2x 51 px Gaussian)": lambda: fast.unsharp_mask(x),
+        "  usm, float mask, not in place (before)": lambda: spec.unsharp_mask(x),
+        "blur1 iso 13 px (separable)": lambda: fast.blur(x, gaussian_kernel(13, 1.5)),
+        "blur1 aniso 13 px (filter2D, 2x2 tiles)": lambda: fast.blur(x, aniso),
         "  blur1 aniso 13 px, one cv2.filter2D call (before)": lambda: cv2.filter2D(
             x, -1, aniso, borderType=cv2.BORDER_REFLECT_101),
-        "blur1 sinc 21 px (filter2D, 2x2 tiles)": lambda: ref.blur(x, sinc),
+        "blur1 sinc 21 px (filter2D, 2x2 tiles)": lambda: fast.blur(x, sinc),
         "  blur1 sinc 21 px, one cv2.filter2D call (before)": lambda: cv2.filter2D(
             x, -1, sinc, borderType=cv2.BORDER_REFLECT_101),
-        "resize1 256→180 area": lambda: ref.resize(x, (180, 180), "area"),
-        "noise1 gaussian 180": lambda: ref.add_gaussian_noise(small, 10.0, False, 1),
-        "noise1 poisson 180": lambda: ref.add_poisson_noise(small, 1.0, False, 1),
-        "  poisson counts 180, guide-table inversion": lambda: ref.poisson_counts(small_q, vals, 1),
+        "resize1 256→180 area": lambda: spec.resize(x, (180, 180), "area"),
+        "noise1 gaussian 180": lambda: spec.add_gaussian_noise(small, 10.0, False, 1),
+        "noise1 poisson 180": lambda: spec.add_poisson_noise(small, 1.0, False, 1, counts=fast.poisson_counts),
+        "  poisson counts 180, guide-table inversion": lambda: fast.poisson_counts(small_q, vals, 1),
         "  poisson counts 180, Generator.poisson (before)": lambda: np.random.default_rng(1).poisson(
             small_q * (vals / 255.0)),
-        "jpeg1 180": lambda: ref.jpeg(small, 60),
-        "stage 2 + final at 64 px (blur, resize, noise, jpeg)": lambda: ref.jpeg(ref.add_gaussian_noise(
-            ref.resize(ref.blur(lr, gaussian_kernel(9, 1.0)), (64, 64), "bicubic"), 5.0, False, 2), 60),
-        "png encode 64": lambda: encode_png(ref.quantize(lr)),
+        "jpeg1 180": lambda: spec.jpeg(small, 60),
+        "stage 2 + final at 64 px (blur, resize, noise, jpeg)": lambda: spec.jpeg(spec.add_gaussian_noise(
+            spec.resize(fast.blur(lr, gaussian_kernel(9, 1.0)), (64, 64), "bicubic"), 5.0, False, 2), 60),
+        "png encode 64": lambda: encode_png(spec.quantize(lr)),
     }
     out = {}
     for name, fn in ops.items():

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.degrade import DegradeConfig, sample_recipe  # noqa: E402
-from pipeline.degrade.reference import apply_recipe  # noqa: E402
+from pipeline.degrade.fast import apply_recipe  # noqa: E402
 from pipeline.io.images import PNG_FILTERS, PNG_LEVEL  # noqa: E402
 from pipeline.parallel import keep_freed_memory  # noqa: E402
 from pipeline.params import build  # noqa: E402

@@ -49,7 +49,7 @@ from scipy import fft
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.degrade import DegradeConfig, sample_recipe  # noqa: E402
-from pipeline.degrade import reference as ref  # noqa: E402
+from pipeline.degrade import spec as ref  # noqa: E402
 from pipeline.degrade.kernels import KERNEL_KINDS, family_kernel, pulse_kernel, sinc_kernel  # noqa: E402
 from pipeline.degrade.recipe import Blur, Jpeg, Noise, Recipe, Resize, Usm  # noqa: E402
 from pipeline.metrics import psnr, ssim  # noqa: E402

@@ -1,4 +1,4 @@
-"""Reference ops against the OpenCV calls they stand for, and the DALI backend against the reference.
+"""Spec ops against the OpenCV calls they stand for, and the DALI backend against the reference backend.
 
 DALI parity tolerances (CPU mode, 8-bit levels), and why:
 - blur: equal to float rounding (1e-6) before quantisation;
@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.degrade import DegradeConfig, apply_recipe, sample_recipe
-from pipeline.degrade import reference as ref
+from pipeline.degrade import DegradeConfig, TooSmallError, apply_recipe, sample_recipe
+from pipeline.degrade import fast, spec
 from pipeline.degrade.kernels import gaussian_kernel, pulse_kernel, sinc_kernel
 from pipeline.degrade.recipe import Blur, Camera, Jpeg, Noise, Recipe, Resize, Usm
 from pipeline.params import build
@@ -44,38 +44,38 @@ def smooth() -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-# ---- reference ops ------------------------------------------------------------------------------
+# ---- spec ops ----------------------------------------------------------------------------------
 
 def test_blur_equals_opencv_filter2d_reflect101(photo):
-    x = ref.to_float(photo[:31, :45])
+    x = spec.to_float(photo[:31, :45])
     for k in (gaussian_kernel(13, 2.0, 0.7, 0.5), sinc_kernel(9, 1.2), gaussian_kernel(21, 1.5)):
         expected = cv2.filter2D(x, -1, k, borderType=cv2.BORDER_REFLECT_101)
-        np.testing.assert_allclose(ref.blur(x, k), expected, atol=1e-6)
+        np.testing.assert_allclose(spec.blur(x, k), expected, atol=1e-6)
 
 
 def test_blur_on_one_channel_and_bad_kernel(photo):
-    x = ref.to_float(photo[:20, :17, :1])
-    assert ref.blur(x, gaussian_kernel(7, 1.0)).shape[:2] == (20, 17)
+    x = spec.to_float(photo[:20, :17, :1])
+    assert spec.blur(x, gaussian_kernel(7, 1.0)).shape[:2] == (20, 17)
     with pytest.raises(ValueError, match=re.escape("kernel must be square with an odd side, got shape (4, 4)")):
-        ref.blur(x, np.ones((4, 4), np.float32) / 16)
+        spec.blur(x, np.ones((4, 4), np.float32) / 16)
 
 
 def test_unsharp_mask_is_basicsr_usmsharp(photo):
-    x = ref.to_float(photo)
+    x = spec.to_float(photo)
     blur = cv2.GaussianBlur(x, (51, 51), 0)  # sigma 0: OpenCV's default for 51 px (8.0)
     residual = x - blur
     mask = (np.abs(residual) * 255 > 10).astype(np.float32)
     soft = cv2.GaussianBlur(mask, (51, 51), 0)
     sharp = np.clip(x + 0.5 * residual, 0, 1)
     expected = soft * sharp + (1 - soft) * x
-    np.testing.assert_allclose(ref.unsharp_mask(x, 51, 0.5, 10), expected, atol=1e-6)
+    np.testing.assert_allclose(spec.unsharp_mask(x, 51, 0.5, 10), expected, atol=1e-6)
     flat = np.full((40, 40, 3), 0.3, np.float32)
-    np.testing.assert_allclose(ref.unsharp_mask(flat), flat, atol=1e-7)
+    np.testing.assert_allclose(spec.unsharp_mask(flat), flat, atol=1e-7)
 
 
 def test_quantize_clips_and_rounds_half_away_from_zero():
     x = np.array([0.5, 1.5, 2.5, 128.25, -3.0, 300.0], np.float32) / np.float32(255)
-    assert ref.quantize(x).tolist() == [1, 2, 3, 128, 0, 255]
+    assert spec.quantize(x).tolist() == [1, 2, 3, 128, 0, 255]
 
 
 def test_quantize_rounds_as_float64_would_next_to_every_half():
@@ -87,7 +87,7 @@ def test_quantize_rounds_as_float64_would_next_to_every_half():
     v = np.clip(x * np.float32(255.0), 0.0, 255.0)
     expected = (v.astype(np.float64) + 0.5).astype(np.uint8)  # exact floor(v + 0.5)
     assert np.count_nonzero(v == np.nextafter(np.float32(0.5), np.float32(0))) == 1  # the hard case is in
-    assert np.array_equal(ref.quantize(x), expected)
+    assert np.array_equal(spec.quantize(x), expected)
 
 
 def _ycrcb(img_u8):
@@ -97,8 +97,8 @@ def _ycrcb(img_u8):
 def test_jpeg_is_libjpeg_decoded_with_nearest_chroma(photo):
     """Same luma as libjpeg's own decode; chroma constant over each 2x2 block (DiffJPEG's repeat),
     where libjpeg's smooth upsampling varies inside blocks."""
-    x = ref.to_float(photo)
-    out = ref.quantize(ref.jpeg(x, 40))
+    x = spec.to_float(photo)
+    out = spec.quantize(spec.jpeg(x, 40))
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 40])
     smooth = cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     assert np.abs(_ycrcb(out)[..., 0] - _ycrcb(smooth)[..., 0]).max() <= 2  # 8-bit RGB rounding
@@ -106,51 +106,51 @@ def test_jpeg_is_libjpeg_decoded_with_nearest_chroma(photo):
     edge = np.zeros((16, 32, 3), np.uint8)
     edge[:, :15], edge[:, 15:] = (150, 100, 100), (100, 100, 150)
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(edge, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
-    cr = {"ours": _ycrcb(ref.quantize(ref.jpeg(ref.to_float(edge), 100)))[8, :, 1],
+    cr = {"ours": _ycrcb(spec.quantize(spec.jpeg(spec.to_float(edge), 100)))[8, :, 1],
           "libjpeg": _ycrcb(cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))[8, :, 1]}
     assert cr["ours"][14] == cr["ours"][15]  # repeated within the block
     assert abs(cr["ours"][13] - cr["ours"][0]) <= 1 and abs(cr["ours"][16] - cr["ours"][31]) <= 1  # sharp outside
     assert abs(cr["libjpeg"][13] - cr["libjpeg"][0]) > 3  # smooth upsampling spreads it
     assert np.abs(out.astype(int) - smooth).mean() > 0.3  # it is not the smooth decode
     for h, w in ((1, 1), (1, 17), (13, 1), (9, 7)):
-        assert ref.jpeg(x[:h, :w], 40).shape == (h, w, 3)
+        assert spec.jpeg(x[:h, :w], 40).shape == (h, w, 3)
     with pytest.raises(ValueError, match=re.escape("quality must be in [1, 100], got 0")):
-        ref.jpeg(x, 0)
+        spec.jpeg(x, 0)
 
 
 @pytest.mark.parametrize("interp, flag", [("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR),
                                           ("bicubic", cv2.INTER_CUBIC)])
 def test_resize_is_cv2_resize(photo, interp, flag):
-    x = ref.to_float(photo)
-    assert np.array_equal(ref.resize(x, (37, 41), interp), cv2.resize(x, (41, 37), interpolation=flag))
+    x = spec.to_float(photo)
+    assert np.array_equal(spec.resize(x, (37, 41), interp), cv2.resize(x, (41, 37), interpolation=flag))
     with pytest.raises(ValueError, match="interp must be one of"):
-        ref.resize(x, (10, 10), "lanczos")
+        spec.resize(x, (10, 10), "lanczos")
 
 
 def test_poisson_levels_is_realesrgans_power_of_two_count():
-    assert ref.poisson_levels(np.zeros((4, 4), np.uint8)) == 1
-    assert ref.poisson_levels(np.array([0, 7, 9], np.uint8)) == 4
-    assert ref.poisson_levels(np.arange(129, dtype=np.uint8)) == 256
-    assert ref.poisson_levels(np.arange(256, dtype=np.uint8)) == 256
+    assert spec.poisson_levels(np.zeros((4, 4), np.uint8)) == 1
+    assert spec.poisson_levels(np.array([0, 7, 9], np.uint8)) == 4
+    assert spec.poisson_levels(np.arange(129, dtype=np.uint8)) == 256
+    assert spec.poisson_levels(np.arange(256, dtype=np.uint8)) == 256
 
 
 def test_poisson_noise_has_the_poisson_variance(smooth):
-    x = ref.to_float(smooth)
-    base = ref.quantize(x).astype(np.float64) / 255
-    vals = ref.poisson_levels(ref.quantize(x))
-    out = ref.add_poisson_noise(x, 2.0, False, seed=5)
+    x = spec.to_float(smooth)
+    base = spec.quantize(x).astype(np.float64) / 255
+    vals = spec.poisson_levels(spec.quantize(x))
+    out = spec.add_poisson_noise(x, 2.0, False, seed=5)
     residual = (out - x).astype(np.float64)
     inside = (out > 0) & (out < 1)
     assert abs(residual[inside].mean()) < 2e-3
     expected_std = math.sqrt((4.0 * base[inside] / vals).mean())
     assert residual[inside].std() == pytest.approx(expected_std, rel=0.05)
-    again = ref.add_poisson_noise(x, 2.0, False, seed=5)
+    again = spec.add_poisson_noise(x, 2.0, False, seed=5)
     assert np.array_equal(out, again)
 
 
 def test_gray_noise_is_the_same_in_every_channel(smooth):
-    x = ref.to_float(smooth) * 0.5 + 0.25  # no clipping
-    for out in (ref.add_gaussian_noise(x, 10.0, True, 3), ref.add_poisson_noise(x, 1.0, True, 3)):
+    x = spec.to_float(smooth) * 0.5 + 0.25  # no clipping
+    for out in (spec.add_gaussian_noise(x, 10.0, True, 3), spec.add_poisson_noise(x, 1.0, True, 3)):
         d = out - x
         np.testing.assert_allclose(d[..., 0], d[..., 1], atol=1e-6)
         np.testing.assert_allclose(d[..., 0], d[..., 2], atol=1e-6)
@@ -159,14 +159,14 @@ def test_gray_noise_is_the_same_in_every_channel(smooth):
 
 def test_gaussian_noise_level_is_sigma_in_8_bit_units(smooth):
     x = np.full((128, 128, 3), 0.5, np.float32)
-    d = (ref.add_gaussian_noise(x, 12.75, False, 9) - x) * 255
+    d = (spec.add_gaussian_noise(x, 12.75, False, 9) - x) * 255
     assert d.std() == pytest.approx(12.75, rel=0.03) and abs(d.mean()) < 0.3
 
 
 def test_camera_noise_grows_with_brightness():
     dark, bright = np.full((64, 64, 3), 0.1, np.float32), np.full((64, 64, 3), 0.8, np.float32)
-    d_dark = ref.add_camera_noise(dark, 0.01, 1e-5, 1) - dark
-    d_bright = ref.add_camera_noise(bright, 0.01, 1e-5, 1) - bright
+    d_dark = spec.add_camera_noise(dark, 0.01, 1e-5, 1) - dark
+    d_bright = spec.add_camera_noise(bright, 0.01, 1e-5, 1) - bright
     # shot noise in linear light: the variance of the linear signal grows with it
     assert (np.power(bright + d_bright, 2.2) - np.power(bright, 2.2)).std() > \
         2 * (np.power(dark + d_dark, 2.2) - np.power(dark, 2.2)).std()
@@ -197,15 +197,15 @@ def test_variants_sharing_one_sharpened_hr_give_the_same_bytes(photo, preset):
     recipes = [sample_recipe(cfg, 3, "k", v) for v in range(8)]
     if preset != "bsrgan":  # identity blur and resize: the shared image itself enters later steps
         recipes.append(_recipe(usm=True, scale=4))
-    shared = ref.sharpen(hr, recipes[0])
+    shared = fast.sharpen(hr, recipes[0])
     before = shared.copy()
     assert shared.shape == (92, 88, 3) and not shared.flags.writeable
-    assert (ref.leading_usm(recipes[0]) is not None) == (preset != "bsrgan")
+    assert (fast.leading_usm(recipes[0]) is not None) == (preset != "bsrgan")
     for r in recipes:
-        assert np.array_equal(ref.apply_recipe(hr, r, sharpened=shared), ref.apply_recipe(hr, r))
+        assert np.array_equal(fast.apply_recipe(hr, r, sharpened=shared), fast.apply_recipe(hr, r))
     assert np.array_equal(shared, before)
     with pytest.raises(ValueError, match=re.escape("sharpened must be the (92, 88, 3) float32 image")):
-        ref.apply_recipe(hr, recipes[0], sharpened=shared[:-1])
+        fast.apply_recipe(hr, recipes[0], sharpened=shared[:-1])
 
 
 def test_bsrgan_recipes_run_on_the_reference_backend(photo):
@@ -218,7 +218,7 @@ def test_bad_inputs_and_too_small_tiles(photo):
     r = sample_recipe(_cfg(), 0, "k", 0)
     with pytest.raises(ValueError, match=re.escape("hr must be (H, W, 3) uint8 RGB, got (96, 96) uint8")):
         apply_recipe(photo[..., 0], r)
-    with pytest.raises(ref.TooSmallError, match=re.escape("usm: 51 px kernel on a 20x20 image (needs sides > 25)")):
+    with pytest.raises(TooSmallError, match=re.escape("usm: 51 px kernel on a 20x20 image (needs sides > 25)")):
         apply_recipe(photo[:20, :20], r)
     with pytest.raises(ValueError, match="backend must be one of"):
         apply_recipe(photo, r, backend="torch")
@@ -294,7 +294,7 @@ def test_dali_filter_equals_reference_blur_to_float_rounding(photo):
     dali = pytest.importorskip("nvidia.dali")
     from nvidia.dali import fn
 
-    x = ref.to_float(photo[:41, :53])
+    x = spec.to_float(photo[:41, :53])
     kernels = [gaussian_kernel(21, 3.0, 1.0, 0.4), gaussian_kernel(15, 2.0), sinc_kernel(13, 1.0)]
 
     @dali.pipeline_def(batch_size=len(kernels), num_threads=1, device_id=None)
@@ -307,7 +307,7 @@ def test_dali_filter_equals_reference_blur_to_float_rounding(photo):
     pipe.build()
     (out,) = pipe.run()
     for i, k in enumerate(kernels):
-        np.testing.assert_allclose(np.array(out[i]), ref.blur(x, k), atol=1e-6)
+        np.testing.assert_allclose(np.array(out[i]), spec.blur(x, k), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(POISSON))
@@ -333,7 +333,6 @@ def test_dali_whole_recipes_close_to_reference(dali_outputs):
 def test_dali_apply_recipe_single_sample_equals_batched(dali_outputs, monkeypatch):
     from pipeline.degrade import dali_backend
     monkeypatch.setattr(dali_backend, "cuda_visible", lambda: False)  # the CPU graph, GPU or not
-    monkeypatch.setattr(dali_backend, "_CACHE", {})
     lr, hr, recipe = dali_outputs["full3"]
     assert np.array_equal(apply_recipe(hr, recipe, backend="dali"), lr)
 

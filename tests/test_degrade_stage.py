@@ -13,7 +13,10 @@ import yaml
 
 from pipeline.degrade import DegradeConfig, Recipe, sample_recipe
 from pipeline.degrade.recipe import BASE_COLUMNS
-from pipeline.degrade.run import Job, _tasks, degrade_set, folder_key, replay_sample
+from pipeline.degrade import schedule, sources
+from pipeline.degrade.run import degrade_set, replay_sample
+from pipeline.degrade.schedule import tasks
+from pipeline.degrade.sources import Job, folder_key
 from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import Sample, ShardSet, json_bytes, write_shard_set
 from pipeline.params import build
@@ -80,11 +83,11 @@ def test_reference_bytes_do_not_depend_on_workers_or_batch_size(reference_runs):
 ])
 def test_tasks_keep_a_tiles_variants_together(variants, size, lengths):
     jobs = [Job(f"t{k}", v) for k in range(5) for v in range(variants)]
-    tasks = _tasks(jobs, size)
-    assert [len(t) for t in tasks] == lengths
-    assert [j for t in tasks for j in t] == jobs  # in order, each job once
+    cut = tasks(jobs, size)
+    assert [len(t) for t in cut] == lengths
+    assert [j for t in cut for j in t] == jobs  # in order, each job once
     if variants <= size:
-        assert all(len({j.hr_key for j in t} & {j.hr_key for j in u}) == 0 for t, u in zip(tasks, tasks[1:]))
+        assert all(len({j.hr_key for j in t} & {j.hr_key for j in u}) == 0 for t, u in zip(cut, cut[1:]))
 
 
 def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path, monkeypatch):
@@ -103,12 +106,11 @@ def test_dali_bytes_do_not_depend_on_batch_size(hr_set, tmp_path, monkeypatch):
 
 @pytest.mark.gpu
 def test_dali_gpu_bytes_do_not_depend_on_batch_size_or_graph_processes(hr_set, tmp_path, monkeypatch):
-    from pipeline.degrade import run
     runs = {"b1": dict(batch_size=1, workers=1), "b7": dict(batch_size=7, workers=2),
             "b32x2": dict(batch_size=3, workers=4)}
     outs = []
     for name, kw in runs.items():
-        monkeypatch.setattr(run, "GPU_CORES_PER_PROCESS", 2 if name == "b32x2" else 64)  # b32x2: 2 processes
+        monkeypatch.setattr(schedule, "GPU_CORES_PER_PROCESS", 2 if name == "b32x2" else 64)  # b32x2: 2 processes
         stats = _run(hr_set, tmp_path / name, backend="dali", **kw)
         assert stats["backend"] == "dali-gpu" and stats["samples"] == N_TILES
         outs.append(_bytes_of(tmp_path / name))
@@ -174,14 +176,13 @@ def test_folder_input_stores_the_cropped_hr(fixtures, tmp_path):
     assert folder_key(Path("x.y/z.png")) == "x_y_z"
     assert replay_sample(tmp_path / "lr", "a_v0")[1]
     # workers get each image's path with its job, not the folder's whole file table
-    from pipeline.degrade import run
-    ctx, jobs = run.plan_set(src, cfg_of(backend="reference", workers=1), seed=0, scale=4)
+    ctx, jobs = sources.plan_set(src, cfg_of(backend="reference", workers=1), seed=0, scale=4)
     assert [j.hr_file.name for j in jobs] == ["a.png", "broken.png", "b.v2.jpg"]
     threads = cv2.getNumThreads()
     try:
-        run._init_worker(run._for_workers(ctx))
-        assert run._WORKER["ctx"].source.files == {}
-        results = run._run_reference(jobs)
+        schedule.init_worker(sources.for_workers(ctx))
+        assert schedule._WORKER["ctx"].source.files == {}
+        results = schedule.run_task(jobs)
     finally:
         cv2.setNumThreads(threads)
     assert [r.key for r in results if r.skipped is None] == ["a_v0", "sub_dir_b_v2_v0"]
@@ -262,12 +263,10 @@ def test_reference_worker_reads_hr_by_offset_without_loading_pandas(hr_set, tmp_
     import subprocess
     import sys
 
-    from pipeline.degrade import run
-
-    ctx, jobs = run.plan_set(hr_set, cfg_of(backend="reference"), seed=11, scale=4)
+    ctx, jobs = sources.plan_set(hr_set, cfg_of(backend="reference"), seed=11, scale=4)
     task = [j for j in jobs if j.hr_key in ("t01", "t05", "tiny")]
     assert all(j.hr_at is not None and j.hr_at[0].startswith("hr-") for j in task)
-    shipped = pickle.dumps((run._init_worker, run._run_reference, run._for_workers(ctx), task))
+    shipped = pickle.dumps((schedule.init_worker, schedule.run_task, sources.for_workers(ctx), task))
     assert len(shipped) < 20_000 and b"t07" not in shipped  # no per-key tables beyond the task's own
     (tmp_path / "task.pkl").write_bytes(shipped)
     script = ("import hashlib, pickle, sys\n"
@@ -284,9 +283,9 @@ def test_reference_worker_reads_hr_by_offset_without_loading_pandas(hr_set, tmp_
     assert modules == "False False"
     threads = cv2.getNumThreads()
     try:
-        run._init_worker(ctx)  # pins OpenCV to one thread, as in a worker
+        schedule.init_worker(ctx)  # pins OpenCV to one thread, as in a worker
         here = [f"{r.key} {r.skipped is None and hashlib.sha256(r.lr_png).hexdigest()}"
-                for r in run._run_reference(task)]
+                for r in schedule.run_task(task)]
     finally:
         cv2.setNumThreads(threads)
     assert lines == here and "tiny_v0 False" in lines  # the same bytes, the too-small tile still skipped

@@ -5,38 +5,38 @@ per-sample branches). CPU mode (`device_id=None`) here; the GPU when one is visi
 Per-sample values enter through `external_source`, computed on the CPU from the recipe and the HR
 size alone. Noise is the one random step, and DALI's own noise operators draw from per-operator
 generators whose stream depends on the sample's batch position; so the standard-normal field of
-every noise step is generated on the CPU from the step's own seed (`reference.standard_normal`)
+every noise step is generated on the CPU from the step's own seed (`geometry.standard_normal`)
 and fed in. The output of a sample therefore depends only on (HR, recipe): batch size, batch
-position and thread count do not matter, and Gaussian noise is the very field the reference adds.
+position and thread count do not matter, and Gaussian noise is the very field the spec adds.
 
-Where DALI differs from the reference (parity is tested with these tolerances in mind):
+Where DALI differs from the spec (parity is tested with these tolerances in mind):
 - blur: `fn.filter` (CPU: OpenCV's filter2D; reflect-101) — equal to float rounding;
 - resize: `fn.resize` without antialiasing for bilinear (equal to OpenCV to float rounding) and
   bicubic (DALI's cubic is not OpenCV's/torch's a = -0.75 kernel: ~2 levels mean difference on
   detailed images); `area` has no DALI filter: antialiased cubic when shrinking and linear when
   enlarging come closest to OpenCV's INTER_AREA (~3-5 levels mean difference on detailed images);
-- JPEG: the reference decodes with nearest-neighbour chroma upsampling (Real-ESRGAN's DiffJPEG),
-  which no DALI operator does. CPU: `fn.python_function` runs `reference.jpeg` itself (the graph
-  already runs synchronously), bit-identical. GPU: `fn.jpeg_compression_distortion` (DALI's CUDA
-  codec, close to libjpeg but not identical), still decoded with smooth chroma: milder than the
-  reference (see bench/README.md, "Strength"); re-blocking its chroma in the graph was tried on the
-  CPU and came no closer per pixel;
+- JPEG: the spec decodes with nearest-neighbour chroma upsampling (Real-ESRGAN's DiffJPEG),
+  which no DALI operator does. CPU: `fn.python_function` runs the spec's own codec
+  (`jpeg.jpeg_roundtrip`; the graph already runs synchronously), bit-identical. GPU:
+  `fn.jpeg_compression_distortion` (DALI's CUDA codec, close to libjpeg but not identical), still
+  decoded with smooth chroma: milder than the spec (see bench/README.md, "Strength"); re-blocking
+  its chroma in the graph was tried on the CPU and came no closer per pixel;
 - Poisson noise: Gaussian with the Poisson variance, base/vals·scale², using the same field; `vals`
   (Real-ESRGAN's count of distinct 8-bit levels, rounded up to a power of two) is taken from the
   level range max - min + 1, since a DALI graph cannot count distinct values. Mean and variance of
-  the noise match the reference; its discreteness at very dark pixels does not.
+  the noise match the spec; its discreteness at very dark pixels does not.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import numpy as np
 
+from .geometry import crop_to_scale, plan_shapes, standard_normal, usm_sigma
+from .jpeg import jpeg_roundtrip
 from .recipe import Camera, Recipe
-from . import reference
-from .reference import crop_to_scale, plan_shapes, standard_normal, usm_sigma
 
 _GRAPH_STEPS = ("usm", "blur1", "resize1", "noise1", "jpeg1", "blur2", "resize2", "noise2", "jpeg2")
 _FINAL = {"resize_sinc_jpeg": ("resize_final", "sinc_final", "jpeg_final"),
@@ -145,9 +145,9 @@ def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
     return d
 
 
-def _reference_jpeg(img: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """The reference JPEG on one sample, uint8 in and out (the CPU graph's `fn.python_function`)."""
-    return reference.quantize(reference.jpeg(reference.to_float(img), int(quality)))
+def _spec_jpeg(img: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """The spec's JPEG on one sample, (H, W, 3) uint8 in and out (the CPU graph's `fn.python_function`)."""
+    return jpeg_roundtrip(img, int(quality))
 
 
 def _interp_code(interp: str) -> int:
@@ -174,7 +174,7 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
     def on_device(node):
         return node.gpu() if gpu else node
 
-    def quantize(x):  # float [0, 1] → uint8, rounded half away from zero like the reference
+    def quantize(x):  # float [0, 1] → uint8, rounded half away from zero like the spec
         return fn.cast(dmath.clamp(x * 255.0, 0.0, 255.0), dtype=types.UINT8)
 
     def to_float(img):
@@ -190,7 +190,7 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
 
     def jpeg(x, quality):
         if not gpu:
-            return to_float(fn.python_function(quantize(x), quality, function=_reference_jpeg, num_outputs=1,
+            return to_float(fn.python_function(quantize(x), quality, function=_spec_jpeg, num_outputs=1,
                                                output_layouts="HWC"))
         return to_float(fn.jpeg_compression_distortion(quantize(x), quality=quality))
 
@@ -257,9 +257,9 @@ class DaliDegrader:
     """A built degradation graph for batches of up to `batch_size` samples.
 
     device: `cpu`, `gpu` or `auto` (GPU when `cuda_visible()`). Build it in the process that uses
-    it: DALI must not be started before a fork. `num_threads` serves both DALI's CPU operators and
-    `pool`, the process's thread pool for the per-sample work around the graph (`prepare`: recipe →
-    arrays and noise fields, and the caller's decode/encode; NumPy and OpenCV release the GIL).
+    it: DALI must not be started before a fork. `num_threads` runs DALI's CPU operators; the
+    per-sample work around the graph (`prepare`) runs in the executor its caller passes, so that a
+    process keeps one thread pool for it and for its own decode/encode.
     """
 
     def __init__(self, batch_size: int = 32, device: str = "auto", num_threads: int | None = None) -> None:
@@ -270,33 +270,24 @@ class DaliDegrader:
         self.gpu = cuda_visible() if device == "auto" else device == "gpu"
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
         self._pipe = _build_pipeline(batch_size, self.gpu, self.num_threads)
 
     @property
     def device(self) -> str:
         return "gpu" if self.gpu else "cpu"
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        """`num_threads` threads, started on first use; shared with callers so that a process runs
-        one pool, not one for the graph's inputs and another for its own decode/encode."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="dali-host")
-        return self._pool
+    def prepare(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe],
+                pool: Executor | None = None) -> list[dict[str, np.ndarray]]:
+        """The graph's inputs for each sample: recipe → arrays and noise fields, one sample per task
+        of `pool` (NumPy releases the GIL), or in this thread when None. Thread-safe; may run ahead
+        of `run_prepared`.
 
-    def close(self) -> None:
-        """Stop `pool` (the graph stays usable; a later call starts a new pool)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        hrs: (H, W, 3) uint8 RGB tiles. Returns one dict per sample, keyed by INPUT_NAMES.
 
-    def prepare(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[dict[str, np.ndarray]]:
-        """The graph's inputs for each sample (thread-safe; may run ahead of `run_prepared`).
-
-        Raises ValueError on mismatched lengths, more samples than `batch_size`, non-RGB uint8
-        tiles or a recipe the graph cannot run, and TooSmallError for a tile smaller than its
-        recipe needs.
+        Raises:
+            ValueError: mismatched lengths, more samples than `batch_size`, non-RGB uint8 tiles or
+                a recipe the graph cannot run.
+            TooSmallError: a tile smaller than its recipe needs.
         """
         if len(hrs) != len(recipes):
             raise ValueError(f"got {len(hrs)} images but {len(recipes)} recipes")
@@ -305,9 +296,9 @@ class DaliDegrader:
         for hr in hrs:
             if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
                 raise ValueError(f"hr must be (H, W, 3) uint8 RGB, got {hr.shape} {hr.dtype}")
-        if self.num_threads <= 1 or len(hrs) == 1:
+        if pool is None or len(hrs) == 1:
             return [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
-        return list(self.pool.map(_sample_inputs, hrs, recipes))
+        return list(pool.map(_sample_inputs, hrs, recipes))
 
     def run_prepared(self, samples: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Run the graph on inputs from `prepare` → LR tiles ((h, w, 3) uint8 RGB), same order."""
@@ -318,19 +309,8 @@ class DaliDegrader:
             out = out.as_cpu()
         return [np.array(out[i]) for i in range(len(samples))]
 
-    def run(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe]) -> list[np.ndarray]:
+    def run(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe],
+            pool: Executor | None = None) -> list[np.ndarray]:
         """Degrade HR tiles ((H, W, 3) uint8 RGB) with their recipes → LR tiles, same order.
         Errors: see `prepare`."""
-        return self.run_prepared(self.prepare(hrs, recipes))
-
-
-_CACHE: dict[tuple[int, str], DaliDegrader] = {}
-
-
-def apply_batch(hrs: Sequence[np.ndarray], recipes: Sequence[Recipe], device: str = "auto") -> list[np.ndarray]:
-    """`DaliDegrader.run` on a cached graph sized to the batch (rounded up to a power of two)."""
-    size = 1 << max(0, (len(hrs) - 1).bit_length())
-    key = (size, device)
-    if key not in _CACHE:
-        _CACHE[key] = DaliDegrader(size, device)
-    return _CACHE[key].run(hrs, recipes)
+        return self.run_prepared(self.prepare(hrs, recipes, pool))

@@ -40,7 +40,11 @@ from pipeline.io.atomic import atomic_dir, atomic_write
 from pipeline.parallel import resolve_workers
 
 from .config import DegradeConfig
-from .run import Job, Result, degrade_jobs, degrade_set, output_key, plan_set, write_set
+from .run import degrade_set
+from .samples import Result
+from .schedule import degrade_jobs
+from .sources import Job, output_key, plan_set
+from .write import write_set
 
 INIT_TIMEOUT = timedelta(minutes=10)  # every rank must join the process group within this
 TIMEOUT = timedelta(hours=6)          # longest wait at a barrier: the slowest rank's slice, or the merge
@@ -133,7 +137,7 @@ def _run_rank(inp: Path, out: Path, cfg: DegradeConfig, world: World, group: Any
                                  f"and resolve the same backend")
         mine = jobs[rank_slice(len(jobs), world.rank, world.size)]
         workers = resolve_workers(cfg.workers) if cfg.workers else max(1, resolve_workers(0) // world.local_size)
-        results = degrade_jobs(ctx, mine, cfg, workers=workers)
+        results = degrade_jobs(ctx, mine, batch_size=cfg.batch_size, workers=workers)
         atomic_write(part, lambda f: _dump(f, results, len(mine), progress and world.rank == 0,
                                            f"degrade (rank 0 of {world.size})"))
         with _collective(world, "writing its part"):
