@@ -8,7 +8,7 @@ seeded by `(seed, sha256(key), variant)` only, never by batch position or worker
 Step names (unique within a recipe): `usm`, `down0` (bsrgan), `blur1`, `resize1`, `noise1`, `jpeg1`,
 `camera` (bsrgan), `blur2`, `resize2`, `noise2`, `jpeg2`, `resize_final`, `sinc_final`, `jpeg_final`.
 Noise steps carry their own 63-bit `seed`: the noise field is a function of that seed and the
-image shape, identical in every backend (see `reference.standard_normal`).
+image shape, identical in every backend (see `geometry.standard_normal`).
 
 JSON layout (`to_json`): {"version": 1, "preset": str, "scale": int, "order": str,
 "steps": [{"op": "blur", "name": "blur1", "kind": "aniso", "size": 13, ..., "kernel": [[...]]}, ...]}
