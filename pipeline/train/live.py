@@ -1,7 +1,8 @@
 """dvclive logging for the loop (rank 0 only): metrics with the training step, images named with it.
 
-`Live(dir, dvcyaml=None, save_dvc_exp=False)`: metrics and plots are declared in dvc.yaml by hand
-(DESIGN §6), and no experiment is saved from inside a stage. What it writes under `<out>/live/`:
+The loop calls `TrainLog`: loss averages every `log_every` steps, validations, the final one.
+`Live(dir, dvcyaml=None, save_dvc_exp=False)`: metrics and plots are declared in dvc.yaml by hand,
+and no experiment is saved from inside a stage. What it writes under `<out>/live/`:
 
     metrics.json                         latest value of every metric + "step"
     plots/metrics/train/<name>.tsv       step-indexed history (loss_pix, lr_g, d_real, ...)

@@ -3,9 +3,9 @@
     report = train(cfg, pairs_dir=Path("data/pairs"), out_dir=Path("models/net"), scale=4, seed=0,
                    phase="net", init_from=None)
 
-`train` reads: checks → DDP/device (`distributed`) → resume decision → nets → losses → optimizers →
-resume → compile/wrap → data → logging → `for step in range(start, cfg.iterations)` (lr, batch, pool,
-targets, G update, D update, EMA, log, validate, checkpoint) → export. Run it under
+`train` reads: checks → DDP/device (`distributed`, a context manager) → resume decision → nets and
+optimizers → losses → resume → compile/wrap → data → logging → `for step in range(start, cfg.iterations)`
+(lr, batch through the pair pool, targets, G update, D update, EMA, log, validate, checkpoint) → export. Run it under
 `torchrun --nproc_per_node=N` for DDP: every rank trains on its share of each epoch with `batch_size`
 samples per step; rank 0 logs, validates and writes checkpoints and the export.
 
