@@ -1,12 +1,17 @@
-"""The loop's small parts: USM on tensors vs OpenCV, lr schedule, pair pool, EMA, dvclive history trim."""
+"""The loop's small parts: USM on tensors vs OpenCV, lr schedule, pair pool, EMA, dvclive history trim,
+the DDP context manager."""
+import socket
+
 import cv2
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from skimage import data as skdata
 
 from pipeline.train.ema import make_ema, update_ema
 from pipeline.train.live import trim_history
+from pipeline.train.loop import distributed
 from pipeline.train.pool import PairPool
 from pipeline.train.steps import lr_at
 from pipeline.train.usm import gaussian_kernel1d, usm_sharp
@@ -118,3 +123,24 @@ def test_ema_warmup_follows_timm_and_caps_at_the_decay():
     assert ema_decay_at(5, 0.999, warmup=False) == 0.999
     init_left = np.prod([ema_decay_at(t, 0.99) for t in range(1, 61)])
     assert init_left < 1e-50 < 0.99 ** 60
+
+
+def test_distributed_without_rank_is_one_process_and_no_group(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    with distributed("cpu") as (ddp, rank, world_size, device):
+        assert (ddp, rank, world_size, device.type) == (False, 0, 1, "cpu")
+        assert not dist.is_initialized()
+
+
+def test_distributed_tears_the_group_down_when_the_block_raises(monkeypatch):
+    with socket.socket() as s:  # a free port for the gloo rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RuntimeError, match="inside the block"):
+        with distributed("cpu") as (ddp, rank, world_size, _):
+            assert ddp and (rank, world_size) == (0, 1) and dist.is_initialized()
+            raise RuntimeError("inside the block")
+    assert not dist.is_initialized()

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from pipeline.io.atomic import atomic_write, sweep_stale
 
@@ -101,6 +103,41 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+def cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict on the CPU in the standard (contiguous) layout, whatever the training memory format."""
+    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+
+def gather_ranks(pool: Any, *, ddp: bool, world_size: int) -> list[dict[str, Any]]:
+    """Every rank's `ranks` entry (RNG states, `pool.state_dict()` or None for no pool), in rank order;
+    under DDP one `all_gather_object`, which every rank must call."""
+    mine = {"rng": rng_state(), "pool": pool.state_dict() if pool.size else None}
+    if not ddp:
+        return [mine]
+    ranks: list[Any] = [None] * world_size
+    dist.all_gather_object(ranks, mine)
+    return ranks
+
+
+def training_state(*, net_g: nn.Module, net_g_ema: nn.Module, net_d: nn.Module | None,
+                   opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None, schedule: Mapping[str, Any],
+                   step: int, nonfinite: int, skipped_total: int, loader: Mapping[str, int],
+                   ranks: list[dict[str, Any]], config: Mapping[str, Any], run: Mapping[str, Any],
+                   meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict described at the top of this module, from the unwrapped nets (`cpu_state`).
+
+    `schedule`: {"kind", "warmup", "milestones", "gamma"}; the optimizers' current lrs are added to it.
+    """
+    return {"params": cpu_state(net_g), "params_ema": cpu_state(net_g_ema),
+            "net_d": cpu_state(net_d) if net_d is not None else None,
+            "optim_g": opt_g.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
+            "scheduler": {**schedule, "lr_g": opt_g.param_groups[0]["lr"],
+                          "lr_d": opt_d.param_groups[0]["lr"] if opt_d is not None else None},
+            "step": step, "nonfinite": nonfinite, "skipped_total": skipped_total,
+            "loader": loader, "ranks": ranks,
+            "config": config, "run": run, "config_hash": config_hash(run), "meta": meta}
 
 
 def checkpoint_path(ckpt_dir: Path, step: int) -> Path:

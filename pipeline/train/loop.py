@@ -3,11 +3,16 @@
     report = train(cfg, pairs_dir=Path("data/pairs"), out_dir=Path("models/net"), scale=4, seed=0,
                    phase="net", init_from=None)
 
-Order: checks → DDP/device → resume decision → nets → losses → optimizers → resume → data → logging →
-`for step in range(start, cfg.iterations)` (lr, batch, pool, targets, G step, D step, EMA, log,
-validate, checkpoint) → export. Run it under `torchrun --nproc_per_node=N` for DDP: every rank
-trains on its share of each epoch with `batch_size` samples per step; rank 0 logs, validates and
-writes checkpoints and the export.
+`train` reads: checks → DDP/device (`distributed`, a context manager) → resume decision → nets and
+optimizers → losses → resume → compile/wrap → data → logging → `for step in range(start, cfg.iterations)`
+(lr, batch through the pair pool, targets, G update, D update, EMA, log, validate, checkpoint) → export. Run it under
+`torchrun --nproc_per_node=N` for DDP: every rank trains on its share of each epoch with `batch_size`
+samples per step; rank 0 logs, validates and writes checkpoints and the export.
+
+Names: `net_g`, `net_d` are the plain modules (what the optimizers step, the EMA reads and the
+checkpoints save); `model_g`, `model_d` are what the G and D updates train through (`torch.compile`d
+when `compile`, and G in DDP under torchrun; D's gradients are all-reduced by `steps.all_reduce_grads`);
+`net_g_ema` is the EMA copy, exported as `params_ema`.
 
 Outputs in `out_dir`: `generator.pth` (`params_ema`, `params`, `meta`), `ckpt/step_*.pt`
 (resume state, see `checkpoint`), `live/` (dvclive, see `live`).
@@ -18,28 +23,30 @@ import itertools
 import os
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from pipeline.data.loader import LoaderState, infinite_batches, make_loader
 from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
-from pipeline.data.loader import LoaderState, infinite_batches, make_loader
-from pipeline.train.checkpoint import (clear_checkpoints, config_hash, describe_change, export_generator,
-                                       load_latest, remove_partial, rng_state, run_identity, save_checkpoint,
-                                       set_rng_state)
+from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state, describe_change, export_generator,
+                                       gather_ranks, load_latest, remove_partial, run_identity, save_checkpoint,
+                                       set_rng_state, training_state)
 from pipeline.train.config import TrainConfig
 from pipeline.train.ema import ema_decay_at, make_ema, update_ema
-from pipeline.train.live import log_metrics, logged_value, open_live
+from pipeline.train.live import TrainLog
 from pipeline.train.pool import PairPool
-from pipeline.train.steps import Criteria, d_step, g_step, lr_at, make_targets, set_lr
-from pipeline.train.validate import bicubic_psnr_y, psnr_y, sample_grid, to_images, upscale_batches
+from pipeline.train.steps import Criteria, Targets, d_step, g_step, lr_at, make_targets, set_lr
+from pipeline.train.validate import upscale_batches
 
 
 class NonFiniteLossError(RuntimeError):
@@ -48,287 +55,135 @@ class NonFiniteLossError(RuntimeError):
 
 def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed: int, phase: str,
           init_from: Path | None = None) -> dict[str, Any]:
-    """Train one phase ('net': pixel loss only; 'gan': + perceptual + adversarial) and export the generator.
+    """Train one phase ('net': pixel loss only; 'gan': + perceptual + adversarial) and export the generator;
+    resume from `out_dir/ckpt` when the stored config hash matches (else start fresh, saying why). Returns
+    {"step", "start_step", "skipped_steps", "val_psnr_y", "val_psnr_y_bicubic", "generator", "seconds"}.
+    Raises FileNotFoundError (no training pairs; gan: no init_from file, naming the stage to run), ValueError
+    (phase disagrees with cfg; init weights that do not fit the generator; bf16 without CUDA) and
+    NonFiniteLossError (`cfg.max_nonfinite` non-finite steps in a row).
+    """
+    t0, tag, out_dir = time.time(), f"train_{phase}", Path(out_dir)
+    train_dir, val_dir, init_from = _check_inputs(cfg, phase, Path(pairs_dir), init_from)
+    ckpt_dir, export = out_dir / "ckpt", out_dir / "generator.pth"
+    with distributed(cfg.device) as (ddp, rank, world_size, device):
+        master, say = rank == 0, (print if rank == 0 else _silent)  # rank 0 logs, validates, checkpoints, exports
+        autocast, bf16, fmt = _precision(cfg, device, tag, say)
+        base_seed = seed + cfg.seed_offset
 
-    Resumes from `out_dir/ckpt` when the stored config hash matches (else starts fresh, saying why).
+        # -- resume or start fresh: the stored config hash decides ------------------------------
+        config = cfg.to_dict()
+        run = run_identity(config, scale=scale, seed=seed, world_size=world_size,
+                           train_index=train_dir / "index.parquet", init_from=init_from)
+        ckpt = _matching_checkpoint(ckpt_dir, run, ddp=ddp, master=master, say=say, tag=tag)
 
-    Returns:
-        {"step", "start_step", "skipped_steps", "val_psnr_y", "val_psnr_y_bicubic", "generator", "seconds"}.
+        # -- nets and optimizers (built from the base seed, so every rank starts identical), losses --
+        torch.manual_seed(base_seed)
+        net_g, net_g_ema, net_d, opt_g, opt_d = _build_nets(cfg, scale, device, fmt, tag=tag,
+                                                            init_from=init_from if ckpt is None else None)
+        crit = _criteria(cfg, device, fmt)
+
+        # -- maybe resume (a fresh run seeds each rank apart from here on), compile and wrap -------
+        pool = PairPool(cfg.pair_pool_size)
+        start, nonfinite, skipped, loader_state = _resume(ckpt, net_g, net_g_ema, net_d, opt_g, opt_d, pool, rank=rank,
+                                                          device=device, seed=base_seed + rank, say=say, tag=tag)
+        del ckpt
+        model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
+
+        # -- data (the stream's position is global: the same on every rank), logging (rank 0) ----
+        stream = infinite_batches(train_dir, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
+                                  rank=rank, world_size=world_size, state=loader_state, augment=cfg.augment)
+        log = TrainLog(out_dir / "live", resume_step=start, val=_val_batches(val_dir, cfg, base_seed, tag), scale=scale,
+                       upscale=partial(upscale_batches, net_g_ema, device=device, autocast=autocast, memory_format=fmt),
+                       tag=tag, iterations=cfg.iterations) if master else None
+        targets = _targets(cfg, conditional=cfg.gan.conditional and net_d is not None)  # make_targets(hr, lr)
+        lr_of = partial(lr_at, warmup=cfg.warmup, milestones=cfg.milestones, gamma=cfg.gamma)
+        meta = {"name": cfg.generator.name, "opts": dict(cfg.generator.opts), "scale": scale, "phase": phase}
+        say(_banner(cfg, tag, scale, device, world_size, start, bf16))
+
+        for step in range(start, cfg.iterations):
+            lr_g = set_lr(opt_g, lr_of(step, cfg.lr_g))
+            lr_d = set_lr(opt_d, lr_of(step, cfg.lr_d)) if opt_d is not None else None
+            t = targets(*_next_pair(stream, pool, device, fmt))
+
+            # G update (WGAN critics: only every d_steps-th step), D update, EMA; a non-finite loss skips all
+            if net_d is None or step % cfg.d_steps == 0:
+                # G's loss runs D uncompiled (net_d, not model_d): g_step freezes D's parameters and feeds it an
+                # input that requires grad; a compiled D guards on both and would compile a second graph for it.
+                g = g_step(model_g, net_d, opt_g, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp)
+                ok, sr, losses = (True, g.sr, dict(g.losses)) if g is not None else (False, None, {})
+            else:  # D's fakes from the current G, which is not updated
+                ok, sr, losses = True, _generate(net_g, t.lr, autocast), {}
+            if ok and model_d is not None:
+                d = d_step(model_d, opt_d, sr, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp,
+                           world_size=world_size)
+                ok = d is not None
+                losses.update(d or {})
+            if ok:
+                update_ema(net_g_ema, net_g, ema_decay_at(step + 1, cfg.ema_decay, cfg.ema_warmup))
+                nonfinite = 0
+            else:
+                nonfinite, skipped = nonfinite + 1, skipped + 1
+                _check_nonfinite(nonfinite, step + 1, cfg.max_nonfinite, tag, ckpt_dir, say)
+
+            # -- bookkeeping: loss averages every log_every steps, validation, checkpoint ---------
+            done = step + 1
+            if master:
+                log.add(losses)
+                if done % cfg.log_every == 0 or done == cfg.iterations:
+                    log.log_window(done, lr_g=lr_g, lr_d=lr_d, skipped=skipped)
+                if log.val and cfg.val_every and done % cfg.val_every == 0:
+                    log.validate(done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                ranks = gather_ranks(pool, ddp=ddp, world_size=world_size)  # every rank's RNG and pool
+                if master:
+                    save_checkpoint(ckpt_dir, done, training_state(
+                        net_g=net_g, net_g_ema=net_g_ema, net_d=net_d, opt_g=opt_g, opt_d=opt_d,
+                        schedule=_schedule(cfg), step=done, nonfinite=nonfinite, skipped_total=skipped,
+                        loader=stream.state.to_dict(), ranks=ranks, config=config, run=run, meta=meta), cfg.keep_last)
+
+        # -- the end: final validation (unless just done), export --------------------------------
+        stream.close()
+        if master:
+            log.finish(start)
+            export_generator(export, cpu_state(net_g), cpu_state(net_g_ema), {**meta, "step": cfg.iterations})
+            say(f"{tag}: exported {export} (params_ema, params) after {cfg.iterations} steps")
+    return {"step": cfg.iterations, "start_step": start, "skipped_steps": skipped,
+            "val_psnr_y": log.psnr_last if log else float("nan"),
+            "val_psnr_y_bicubic": log.psnr_bicubic if log else float("nan"),
+            "generator": str(export), "seconds": time.time() - t0}
+
+
+# ---- DDP, device, numerics --------------------------------------------------------------------------
+
+class Distributed(NamedTuple):
+    """This process in the run: under torchrun `ddp` with its rank, else the only process (rank 0)."""
+    ddp: bool
+    rank: int
+    world_size: int
+    device: torch.device
+
+
+@contextmanager
+def distributed(device: str) -> Iterator[Distributed]:
+    """DDP from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): the process group is set up for the
+    block and torn down after it, however it ends. Without RANK, one process and no group.
 
     Raises:
-        FileNotFoundError: no training pairs; (gan) no init_from file, naming the stage to run.
-        ValueError: phase disagrees with cfg; init weights that do not fit the generator; bf16 without CUDA.
-        NonFiniteLossError: `cfg.max_nonfinite` non-finite steps in a row.
+        ValueError: device 'cuda' without a CUDA device.
     """
-    t0 = time.time()
-    # -- checks -----------------------------------------------------------------------------------
-    if phase != cfg.phase:
-        raise ValueError(f"phase {phase!r} does not match the config's phase {cfg.phase!r}")
-    train_dir, val_dir = Path(pairs_dir) / "train", Path(pairs_dir) / "val"
-    if not (train_dir / "index.parquet").is_file():
-        raise FileNotFoundError(f"{train_dir}: no training pairs (index.parquet missing); run `dvc repro shard`")
-    if phase == "gan":
-        if init_from is None or not Path(init_from).is_file():
-            raise FileNotFoundError(f"{init_from}: net-phase generator not found; run `dvc repro train_net` "
-                                    f"first (or set train_gan.init_from)")
-        init_from = Path(init_from)
-    else:
-        init_from = None
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "ckpt"
-
-    # -- DDP and device -------------------------------------------------------------------------
     ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, world_size, local_rank = 0, 1, 0
     if ddp:
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    else:
-        rank, world_size, local_rank = 0, 1, 0
-    master = rank == 0  # logs, validates, checkpoints, exports
-    device = _device(cfg.device, local_rank)
+    dev = _device(device, local_rank)
     if ddp:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     try:
-        return _train(cfg, phase=phase, train_dir=train_dir, val_dir=val_dir, out_dir=out_dir, ckpt_dir=ckpt_dir,
-                      scale=scale, seed=seed, init_from=init_from, ddp=ddp, rank=rank, world_size=world_size,
-                      master=master, device=device, t0=t0)
+        yield Distributed(ddp=ddp, rank=rank, world_size=world_size, device=dev)
     finally:
         if ddp:
             dist.destroy_process_group()
-
-
-def _train(cfg: TrainConfig, *, phase: str, train_dir: Path, val_dir: Path, out_dir: Path, ckpt_dir: Path,
-           scale: int, seed: int, init_from: Path | None, ddp: bool, rank: int, world_size: int, master: bool,
-           device: torch.device, t0: float) -> dict[str, Any]:
-    say = print if master else (lambda *a, **k: None)
-    tag = f"train_{phase}"
-    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if bf16 and device.type != "cuda":
-        raise ValueError(f"{tag}.amp: bf16 autocast needs a CUDA device, got device {device.type!r}")
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if bf16 else nullcontext
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    base_seed = seed + cfg.seed_offset
-    if cfg.reproducible and device.type == "cuda":
-        say(f"{tag}: reproducible pins CPU numerics only; CUDA kernels differ between GPU models")
-
-    # -- resume or start fresh: the stored config hash decides --------------------------------
-    config = cfg.to_dict()
-    identity = run_identity(config, scale=scale, seed=seed, world_size=world_size,
-                            train_index=train_dir / "index.parquet", init_from=init_from)
-    chash = config_hash(identity)
-    ckpt, note = load_latest(ckpt_dir)
-    if note:
-        say(f"{tag}: {note}")
-    if ddp:
-        dist.barrier()  # every rank has read the checkpoint before rank 0 may clear it
-    if ckpt is not None and ckpt.get("config_hash") != chash:
-        change = describe_change(ckpt.get("run", {}), identity) or "unknown difference"
-        say(f"{tag}: starting fresh: {ckpt['path']} was made with another config ({change})")
-        ckpt = None
-        if master:
-            clear_checkpoints(ckpt_dir)
-    if master:
-        remove_partial(ckpt_dir)  # what a kill during a checkpoint write leaves
-
-    # -- nets: built from the base seed, so every rank starts identical ---------------------
-    torch.manual_seed(base_seed)
-    raw_g = build_generator(cfg.generator.name, scale=scale, **cfg.generator.opts)
-    if phase == "gan" and ckpt is None:
-        _load_init(raw_g, init_from, tag)
-    raw_g.to(device, memory_format=memory_format).train()
-    net_g_ema = make_ema(raw_g)  # params_ema; in the gan phase it starts at the net phase's EMA weights
-    raw_d = None
-    if phase == "gan" and cfg.gan.weight > 0:
-        raw_d = build_discriminator(cfg.discriminator.name, **cfg.discriminator.opts)
-        raw_d.to(device, memory_format=memory_format).train()
-
-    # -- losses ----------------------------------------------------------------------------------
-    perceptual = None
-    if cfg.perceptual.weight > 0 or cfg.perceptual.style_weight > 0:
-        perceptual = PerceptualLoss(dict(cfg.perceptual.layer_weights), weights=cfg.perceptual.weights or None,
-                                    perceptual_weight=cfg.perceptual.weight, style_weight=cfg.perceptual.style_weight,
-                                    criterion=cfg.perceptual.criterion).to(device, memory_format=memory_format)
-    crit = Criteria(pixel=build_pixel_loss(cfg.pixel_loss.kind) if cfg.pixel_loss.weight > 0 else None,
-                    pixel_weight=cfg.pixel_loss.weight, perceptual=perceptual, gan_kind=cfg.gan.kind,
-                    gan_weight=cfg.gan.weight, label_smoothing=cfg.gan.label_smoothing,
-                    gp_weight=cfg.gan.gp_weight, clip=cfg.gan.clip)
-
-    # -- optimizers ------------------------------------------------------------------------------
-    opt_g = torch.optim.Adam(raw_g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(raw_d.parameters(), lr=cfg.lr_d, betas=cfg.betas) if raw_d is not None else None
-
-    # -- maybe resume ----------------------------------------------------------------------------
-    start, nonfinite, skipped_total = 0, 0, 0
-    loader_state = LoaderState()
-    pool = PairPool(cfg.pair_pool_size)
-    if ckpt is not None:
-        raw_g.load_state_dict(ckpt["params"])
-        net_g_ema.load_state_dict(ckpt["params_ema"])
-        opt_g.load_state_dict(ckpt["optim_g"])
-        if raw_d is not None:
-            raw_d.load_state_dict(ckpt["net_d"])
-            opt_d.load_state_dict(ckpt["optim_d"])
-        start, nonfinite, skipped_total = int(ckpt["step"]), int(ckpt["nonfinite"]), int(ckpt["skipped_total"])
-        mine = ckpt["ranks"][rank]
-        set_rng_state(mine["rng"])
-        loader_state = LoaderState.from_dict(ckpt["loader"])
-        if mine["pool"] is not None:
-            pool.load_state_dict(mine["pool"], device)
-        say(f"{tag}: resuming from {ckpt['path']} at step {start}")
-    else:
-        torch.manual_seed(base_seed + rank)  # from here on each rank draws its own numbers
-        np.random.seed(base_seed + rank)
-        random.seed(base_seed + rank)
-    del ckpt
-
-    # -- compile and wrap: G in DDP; D's gradients are all-reduced by hand (steps.all_reduce_grads) ---
-    net_g = torch.compile(raw_g) if cfg.compile else raw_g
-    if ddp:
-        net_g = DDP(net_g, device_ids=[device.index] if device.type == "cuda" else None)
-    net_d = torch.compile(raw_d) if cfg.compile and raw_d is not None else raw_d
-
-    # -- data --------------------------------------------------------------------------------------
-    # The stream's position is global (the same on every rank), a pure function of (seed, epoch, sample).
-    stream = infinite_batches(train_dir, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed, rank=rank,
-                              world_size=world_size, state=loader_state, augment=cfg.augment)
-    val = []
-    if master and (val_dir / "index.parquet").is_file():  # fixed batches: the first val_batches, stored order
-        with torch.random.fork_rng(devices=[]):  # see _next_batch
-            val = list(itertools.islice(make_loader(val_dir, batch_size=cfg.batch_size, workers=0, seed=base_seed,
-                                                    shuffle=False, augment=False), cfg.val_batches))
-    if master and not val:
-        say(f"{tag}: no val pairs in {val_dir}; validation is skipped")
-    usm = {"size": cfg.usm.size, "weight": cfg.usm.weight, "threshold": cfg.usm.threshold}
-
-    # -- logging (rank 0) ------------------------------------------------------------------------
-    live = open_live(out_dir / "live", resume_step=start) if master else None
-    psnr_bicubic = bicubic_psnr_y(val, scale) if val else float("nan")
-
-    def validate(step: int) -> float:
-        """PSNR-Y of the EMA generator on the val batches; logs it and a sample grid at `step`."""
-        srs = upscale_batches(net_g_ema, val, device=device, autocast=autocast, memory_format=memory_format)
-        hrs = [img for b in val for img in to_images(b["hr"])]
-        value = psnr_y(srs, hrs, scale)
-        log_metrics(live, step, {"val/psnr_y": value, "val/psnr_y_bicubic": psnr_bicubic})
-        n = min(4, len(srs))
-        live.log_image(f"val_{step:06d}.png", sample_grid(to_images(val[0]["lr"])[:n], srs[:n], hrs[:n], scale))
-        say(f"{tag}: step {step}: val PSNR-Y {value:.2f} dB (bicubic {psnr_bicubic:.2f} dB)")
-        return value
-
-    def checkpoint(step: int) -> None:
-        """Every rank hands its RNG, loader and pool state to rank 0, which writes one file."""
-        mine = {"rng": rng_state(), "pool": pool.state_dict() if pool.size else None}
-        ranks = [None] * world_size if ddp else [mine]
-        if ddp:
-            dist.all_gather_object(ranks, mine)
-        if master:
-            state = {"params": _state(raw_g), "params_ema": _state(net_g_ema),
-                     "net_d": _state(raw_d) if raw_d is not None else None,
-                     "optim_g": opt_g.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
-                     "scheduler": {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones),
-                                   "gamma": cfg.gamma, "lr_g": opt_g.param_groups[0]["lr"],
-                                   "lr_d": opt_d.param_groups[0]["lr"] if opt_d is not None else None},
-                     "step": step, "nonfinite": nonfinite, "skipped_total": skipped_total,
-                     "loader": stream.state.to_dict(), "ranks": ranks,
-                     "config": config, "run": identity, "config_hash": chash, "meta": meta}
-            save_checkpoint(ckpt_dir, step, state, cfg.keep_last)
-
-    meta = {"name": cfg.generator.name, "opts": dict(cfg.generator.opts), "scale": scale, "phase": phase}
-    window: dict[str, tuple[torch.Tensor, int]] = {}  # loss name → (sum, steps) since the last log
-    window_steps, window_t0 = 0, time.time()
-    psnr_last, val_step = float("nan"), -1
-    say(f"{tag}: {cfg.recipe} {phase} phase, {cfg.generator.name} x{scale} on {device} "
-        f"({world_size} process{'es' if world_size > 1 else ''} x batch {cfg.batch_size}), steps {start} -> {cfg.iterations}"
-        f"{', bf16' if bf16 else ''}{', compiled' if cfg.compile else ''}")
-
-    # -- the loop --------------------------------------------------------------------------------
-    for step in range(start, cfg.iterations):
-        lr_g = set_lr(opt_g, lr_at(step, cfg.lr_g, warmup=cfg.warmup, milestones=cfg.milestones, gamma=cfg.gamma))
-        lr_d = set_lr(opt_d, lr_at(step, cfg.lr_d, warmup=cfg.warmup, milestones=cfg.milestones,
-                                   gamma=cfg.gamma)) if opt_d is not None else 0.0
-        batch = _next_batch(stream)
-        lr, hr = pool(batch["lr"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True))
-        lr, hr = lr.contiguous(memory_format=memory_format), hr.contiguous(memory_format=memory_format)
-        t = make_targets(hr, lr, usm=usm, pixel_usm=cfg.pixel_loss.target_usm,
-                         perceptual_usm=cfg.perceptual.target_usm, gan_usm=cfg.gan.target_usm,
-                         conditional=cfg.gan.conditional and raw_d is not None)
-
-        ok, losses = True, {}
-        if raw_d is None or step % cfg.d_steps == 0:  # WGAN critics: d_steps D updates per G update
-            g = g_step(net_g, raw_d, opt_g, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp)
-            ok = g is not None
-            sr = g.sr if ok else None
-            losses.update(g.losses if ok else {})
-        else:
-            with torch.no_grad(), autocast():
-                sr = raw_g(t.lr)
-        if ok and net_d is not None:
-            d = d_step(net_d, opt_d, sr, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp,
-                       world_size=world_size)
-            ok = d is not None
-            losses.update(d or {})
-
-        if ok:
-            update_ema(net_g_ema, raw_g, ema_decay_at(step + 1, cfg.ema_decay, cfg.ema_warmup))
-            nonfinite = 0
-        else:
-            nonfinite += 1
-            skipped_total += 1
-            say(f"{tag}: step {step + 1}: non-finite loss, step skipped ({nonfinite} in a row)")
-            if nonfinite >= cfg.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{tag}: {nonfinite} non-finite losses in a row (step {step + 1}); stopping. Lower "
-                    f"{tag}.lr_g/lr_d, set {tag}.grad_clip, or check the data; the last good checkpoint is in {ckpt_dir}")
-
-        # -- bookkeeping: averages every log_every steps, val, checkpoint -------------------
-        done = step + 1
-        for k, v in losses.items():
-            total, count = window.get(k, (0.0, 0))
-            window[k] = (total + v, count + 1)
-        window_steps += 1
-        if done % cfg.log_every == 0 or done == cfg.iterations:
-            if master:
-                values = {f"train/{k}": float(total) / count for k, (total, count) in window.items()}
-                values.update({"train/lr_g": lr_g, "train/skipped_steps": float(skipped_total)})
-                if opt_d is not None:
-                    values["train/lr_d"] = lr_d
-                log_metrics(live, done, values)
-                sec = (time.time() - window_t0) / window_steps
-                shown = ", ".join(f"{k.removeprefix('train/')} {v:.4g}" for k, v in values.items()
-                                  if k != "train/skipped_steps")
-                say(f"{tag}: step {done}/{cfg.iterations}: {shown}; {sec:.2f} s/step")
-            window, window_steps, window_t0 = {}, 0, time.time()
-        if master and val and cfg.val_every and done % cfg.val_every == 0:
-            psnr_last, val_step = validate(done), done
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            checkpoint(done)
-
-    # -- the end: final validation (unless just done), export -----------------------------------
-    stream.close()
-    if master:
-        if val and val_step != cfg.iterations:
-            # a run resumed at its last step validated there before: reuse it rather than log it twice
-            before = logged_value(out_dir / "live", "val/psnr_y", cfg.iterations) if start == cfg.iterations else None
-            psnr_last = before if before is not None else validate(cfg.iterations)
-        export = out_dir / "generator.pth"
-        export_generator(export, _state(raw_g), _state(net_g_ema), {**meta, "step": cfg.iterations})
-        live.end()
-        say(f"{tag}: exported {export} (params_ema, params) after {cfg.iterations} steps")
-    return {"step": cfg.iterations, "start_step": start, "skipped_steps": skipped_total,
-            "val_psnr_y": psnr_last, "val_psnr_y_bicubic": psnr_bicubic,
-            "generator": str(out_dir / "generator.pth"), "seconds": time.time() - t0}
-
-
-def _next_batch(stream: Any) -> dict[str, Any]:
-    """The stream's next batch without touching the global torch RNG.
-
-    A DataLoader draws its workers' base seed from the global RNG when it starts iterating; that
-    would happen at step 0 of a fresh run but at the resume step of a resumed one and shift every
-    later draw (pair pool, gradient penalty). The data's own randomness comes from (seed, epoch, key).
-    """
-    with torch.random.fork_rng(devices=[]):
-        _, batch = next(stream)
-    return batch
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -341,12 +196,85 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def _state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict on the CPU in the standard (contiguous) layout, whatever the training memory format."""
-    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+def _precision(cfg: TrainConfig, device: torch.device, tag: str,
+               say: Callable[..., None]) -> tuple[Callable[[], Any], bool, torch.memory_format]:
+    """(autocast: a context-manager factory for the forwards, whether it is bf16, the nets' memory format).
+
+    bf16 autocast for amp 'bf16', or 'auto' on a CUDA device with bf16; else nullcontext.
+    Raises ValueError for bf16 off CUDA.
+    """
+    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if bf16 and device.type != "cuda":
+        raise ValueError(f"{tag}.amp: bf16 autocast needs a CUDA device, got device {device.type!r}")
+    if cfg.reproducible and device.type == "cuda":
+        say(f"{tag}: reproducible pins CPU numerics only; CUDA kernels differ between GPU models")
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if bf16 else nullcontext
+    return autocast, bf16, torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
-def _load_init(net: torch.nn.Module, path: Path, tag: str) -> None:
+# ---- setup: inputs, resume, nets, losses, data ------------------------------------------------------
+
+def _check_inputs(cfg: TrainConfig, phase: str, pairs_dir: Path,
+                  init_from: Path | None) -> tuple[Path, Path, Path | None]:
+    """(train set, val set, init_from: the net-phase export in the gan phase, None in the net phase).
+
+    Raises:
+        ValueError: phase disagrees with cfg.
+        FileNotFoundError: no training pairs; (gan) no init_from file, naming the stage to run.
+    """
+    if phase != cfg.phase:
+        raise ValueError(f"phase {phase!r} does not match the config's phase {cfg.phase!r}")
+    train_dir, val_dir = pairs_dir / "train", pairs_dir / "val"
+    if not (train_dir / "index.parquet").is_file():
+        raise FileNotFoundError(f"{train_dir}: no training pairs (index.parquet missing); run `dvc repro shard`")
+    if phase != "gan":
+        return train_dir, val_dir, None
+    if init_from is None or not Path(init_from).is_file():
+        raise FileNotFoundError(f"{init_from}: net-phase generator not found; run `dvc repro train_net` "
+                                f"first (or set train_gan.init_from)")
+    return train_dir, val_dir, Path(init_from)
+
+
+def _matching_checkpoint(ckpt_dir: Path, run: dict[str, Any], *, ddp: bool, master: bool,
+                         say: Callable[..., None], tag: str) -> dict[str, Any] | None:
+    """The latest checkpoint if it was made with this run's config hash, else None (rank 0 then deletes the
+    checkpoints, saying why). Rank 0 also removes what a kill during a checkpoint write left."""
+    ckpt, note = load_latest(ckpt_dir)
+    if note:
+        say(f"{tag}: {note}")
+    if ddp:
+        dist.barrier()  # every rank has read the checkpoint before rank 0 may clear it
+    if ckpt is not None and ckpt.get("config_hash") != config_hash(run):
+        change = describe_change(ckpt.get("run", {}), run) or "unknown difference"
+        say(f"{tag}: starting fresh: {ckpt['path']} was made with another config ({change})")
+        ckpt = None
+        if master:
+            clear_checkpoints(ckpt_dir)
+    if master:
+        remove_partial(ckpt_dir)
+    return ckpt
+
+
+def _build_nets(cfg: TrainConfig, scale: int, device: torch.device, memory_format: torch.memory_format, *,
+                tag: str, init_from: Path | None) -> tuple[nn.Module, nn.Module, nn.Module | None,
+                                                           torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """(net_g, net_g_ema, net_d, opt_g, opt_d) in training mode on `device`; D and opt_d are None without
+    an adversarial loss. `init_from`: the net-phase export G (and so the EMA) starts from."""
+    net_g = build_generator(cfg.generator.name, scale=scale, **cfg.generator.opts)
+    if init_from is not None:
+        _load_init(net_g, init_from, tag)
+    net_g.to(device, memory_format=memory_format).train()
+    net_g_ema = make_ema(net_g)  # params_ema; in the gan phase it starts at the net phase's EMA weights
+    net_d = None
+    if cfg.phase == "gan" and cfg.gan.weight > 0:
+        net_d = build_discriminator(cfg.discriminator.name, **cfg.discriminator.opts)
+        net_d.to(device, memory_format=memory_format).train()
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr_d, betas=cfg.betas) if net_d is not None else None
+    return net_g, net_g_ema, net_d, opt_g, opt_d
+
+
+def _load_init(net: nn.Module, path: Path, tag: str) -> None:
     """Load the net phase's export into the gan phase's generator: `params_ema`, else `params`, strictly.
 
     Raises:
@@ -355,10 +283,133 @@ def _load_init(net: torch.nn.Module, path: Path, tag: str) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     key = "params_ema" if "params_ema" in state else "params" if "params" in state else None
     if key is None:
-        raise ValueError(f"{path}: expected a generator export with 'params_ema' or 'params', got keys {sorted(state)[:5]}")
+        raise ValueError(f"{path}: expected a generator export with 'params_ema' or 'params', "
+                         f"got keys {sorted(state)[:5]}")
     try:
         net.load_state_dict(state[key], strict=True)
     except RuntimeError as err:
         first = " ".join(str(err).split())[:300]
         raise ValueError(f"{path}: its {key} do not fit {tag}.generator (train_net and train_gan must use the "
                          f"same generator name and opts): {first}") from None
+
+
+def _criteria(cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format) -> Criteria:
+    """The losses of the config (a 0 weight turns one off; no VGG is built without a perceptual loss)."""
+    perceptual = None
+    if cfg.perceptual.weight > 0 or cfg.perceptual.style_weight > 0:
+        perceptual = PerceptualLoss(dict(cfg.perceptual.layer_weights), weights=cfg.perceptual.weights or None,
+                                    perceptual_weight=cfg.perceptual.weight, style_weight=cfg.perceptual.style_weight,
+                                    criterion=cfg.perceptual.criterion).to(device, memory_format=memory_format)
+    return Criteria(pixel=build_pixel_loss(cfg.pixel_loss.kind) if cfg.pixel_loss.weight > 0 else None,
+                    pixel_weight=cfg.pixel_loss.weight, perceptual=perceptual, gan_kind=cfg.gan.kind,
+                    gan_weight=cfg.gan.weight, label_smoothing=cfg.gan.label_smoothing,
+                    gp_weight=cfg.gan.gp_weight, clip=cfg.gan.clip)
+
+
+def _resume(ckpt: dict[str, Any] | None, net_g: nn.Module, net_g_ema: nn.Module, net_d: nn.Module | None,
+            opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None, pool: PairPool, *, rank: int,
+            device: torch.device, seed: int, say: Callable[..., None], tag: str) -> tuple[int, int, int, LoaderState]:
+    """Load `ckpt` into the nets, optimizers, this rank's RNGs and pool; without one, seed this rank's
+    torch, NumPy and Python RNGs with `seed` (from here on each rank draws its own numbers).
+
+    Returns (step, non-finite steps in a row, skipped steps in all, the data stream's position).
+    """
+    if ckpt is None:
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        return 0, 0, 0, LoaderState()
+    net_g.load_state_dict(ckpt["params"])
+    net_g_ema.load_state_dict(ckpt["params_ema"])
+    opt_g.load_state_dict(ckpt["optim_g"])
+    if net_d is not None:
+        net_d.load_state_dict(ckpt["net_d"])
+        opt_d.load_state_dict(ckpt["optim_d"])
+    mine = ckpt["ranks"][rank]
+    set_rng_state(mine["rng"])
+    if mine["pool"] is not None:
+        pool.load_state_dict(mine["pool"], device)
+    say(f"{tag}: resuming from {ckpt['path']} at step {int(ckpt['step'])}")
+    return (int(ckpt["step"]), int(ckpt["nonfinite"]), int(ckpt["skipped_total"]),
+            LoaderState.from_dict(ckpt["loader"]))
+
+
+def _compile_and_wrap(net_g: nn.Module, net_d: nn.Module | None, *, compile: bool, ddp: bool,
+                      device: torch.device) -> tuple[nn.Module, nn.Module | None]:
+    """(model_g, model_d): the nets `torch.compile`d when `compile`, G in DDP under torchrun. D is not in
+    DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads)."""
+    model_g = torch.compile(net_g) if compile else net_g
+    if ddp:
+        model_g = DDP(model_g, device_ids=[device.index] if device.type == "cuda" else None)
+    model_d = torch.compile(net_d) if compile and net_d is not None else net_d
+    return model_g, model_d
+
+
+def _val_batches(val_dir: Path, cfg: TrainConfig, seed: int, tag: str) -> list[dict[str, Any]]:
+    """The first `cfg.val_batches` val batches in stored order, the same at every validation ([] without
+    val pairs, saying so)."""
+    val: list[dict[str, Any]] = []
+    if (val_dir / "index.parquet").is_file():
+        with torch.random.fork_rng(devices=[]):  # see _next_pair
+            val = list(itertools.islice(make_loader(val_dir, batch_size=cfg.batch_size, workers=0, seed=seed,
+                                                    shuffle=False, augment=False), cfg.val_batches))
+    if not val:
+        print(f"{tag}: no val pairs in {val_dir}; validation is skipped")
+    return val
+
+
+def _targets(cfg: TrainConfig, *, conditional: bool) -> Callable[[Tensor, Tensor], Targets]:
+    """`make_targets(hr, lr)` with the config's USM and which losses compare with the sharpened HR."""
+    return partial(make_targets, usm={"size": cfg.usm.size, "weight": cfg.usm.weight, "threshold": cfg.usm.threshold},
+                   pixel_usm=cfg.pixel_loss.target_usm, perceptual_usm=cfg.perceptual.target_usm,
+                   gan_usm=cfg.gan.target_usm, conditional=conditional)
+
+
+def _schedule(cfg: TrainConfig) -> dict[str, Any]:
+    """The lr schedule, as the checkpoint records it (`steps.lr_at` computes it from the step)."""
+    return {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones), "gamma": cfg.gamma}
+
+
+def _banner(cfg: TrainConfig, tag: str, scale: int, device: torch.device, world_size: int, start: int,
+            bf16: bool) -> str:
+    return (f"{tag}: {cfg.recipe} {cfg.phase} phase, {cfg.generator.name} x{scale} on {device} "
+            f"({world_size} process{'es' if world_size > 1 else ''} x batch {cfg.batch_size}), "
+            f"steps {start} -> {cfg.iterations}{', bf16' if bf16 else ''}{', compiled' if cfg.compile else ''}")
+
+
+# ---- in the loop ---------------------------------------------------------------------------------------
+
+def _next_pair(stream: Any, pool: PairPool, device: torch.device,
+               memory_format: torch.memory_format) -> tuple[Tensor, Tensor]:
+    """(hr, lr) of the next training batch on `device`, through the pair pool.
+
+    The batch is drawn without touching the global torch RNG: a DataLoader draws its workers' base
+    seed from it when it starts iterating, which would happen at step 0 of a fresh run but at the
+    resume step of a resumed one and shift every later draw (pair pool, gradient penalty). The data's
+    own randomness comes from (seed, epoch, key).
+    """
+    with torch.random.fork_rng(devices=[]):
+        _, batch = next(stream)
+    lr, hr = pool(batch["lr"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True))
+    return hr.contiguous(memory_format=memory_format), lr.contiguous(memory_format=memory_format)
+
+
+@torch.no_grad()
+def _generate(net_g: nn.Module, lr: Tensor, autocast: Callable[[], Any]) -> Tensor:
+    """G's output for D's update on a step without a G update (no graph)."""
+    with autocast():
+        return net_g(lr)
+
+
+def _check_nonfinite(in_a_row: int, step: int, max_nonfinite: int, tag: str, ckpt_dir: Path,
+                     say: Callable[..., None]) -> None:
+    """Report a skipped step (1-based `step`); raise NonFiniteLossError at `max_nonfinite` in a row."""
+    say(f"{tag}: step {step}: non-finite loss, step skipped ({in_a_row} in a row)")
+    if in_a_row >= max_nonfinite:
+        raise NonFiniteLossError(
+            f"{tag}: {in_a_row} non-finite losses in a row (step {step}); stopping. Lower "
+            f"{tag}.lr_g/lr_d, set {tag}.grad_clip, or check the data; the last good checkpoint is in {ckpt_dir}")
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """`print` on the ranks that do not log."""

@@ -1,8 +1,10 @@
 """One training step, in small named functions the loop calls in order: lr → targets → G → D.
 
-    targets = make_targets(hr, lr, cfg.usm, ...)            # USM-sharpened HR where a loss wants it
-    g = g_step(net_g, net_d, opt_g, lr, targets, crit, ...) # pixel (+ perceptual + adversarial) update
-    d = d_step(net_d, opt_d, g.sr, targets, crit, ...)      # discriminator (critic) update
+    t = make_targets(hr, lr, usm=..., ...)            # USM-sharpened HR where a loss wants it
+    g = g_step(model_g, net_d, opt_g, t, crit, ...)   # pixel (+ perceptual + adversarial) update
+    d = d_step(model_d, opt_d, g.sr, t, crit, ...)    # discriminator (critic) update
+
+`model_*` is a net as trained (compiled, G in DDP), `net_d` the plain D (see `loop`).
 
 A step whose loss is not finite changes nothing (its gradients are dropped before any optimizer
 step) and returns None; under DDP every rank agrees on that before anyone runs backward, so no rank
@@ -116,7 +118,8 @@ class GStep:
 
 def g_step(net_g: nn.Module, net_d: nn.Module | None, opt_g: torch.optim.Optimizer, t: Targets, crit: Criteria, *,
            autocast: Autocast, grad_clip: float, ddp: bool) -> GStep | None:
-    """One generator update on (t.lr → targets). net_d (unwrapped) is frozen for it; None in the net phase.
+    """One generator update on (t.lr → targets) through net_g (the loop's model_g). net_d, the plain D, is
+    frozen for it; None in the net phase.
 
     Returns the output and the losses, or None (nothing updated) if the loss is not finite.
     """

@@ -1,7 +1,7 @@
 """Unsharp masking of training targets on the device (Real-ESRGAN sharpens its HR on the GPU).
 
 Real-ESRGAN trains the pixel and perceptual losses against a USM-sharpened HR (`l1_gt_usm`,
-`percep_gt_usm`); the stored HR stays the original tile (DESIGN §4), so the loop sharpens each batch
+`percep_gt_usm`); the stored HR stays the original tile, so the loop sharpens each batch
 itself. The op is the one of `pipeline.degrade` (NumPy/OpenCV) written for (B, C, H, W) tensors:
 
     blur     = G * x                          G: size×size Gaussian, σ from the size as OpenCV's
