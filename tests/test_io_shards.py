@@ -238,12 +238,6 @@ def test_index_names_outside_the_set_are_refused(tmp_path):
         ShardSet(tmp_path)
 
 
-# Modules of pipeline/ and stages/ that still name the index file, pending their owner's change (exact counts:
-# the entry must shrink and go when they do). train/loop.py checks that `train/index.parquet` exists and
-# hashes it into the run's identity; it is being restructured in its own branch.
-_PENDING = {"pipeline/train/loop.py": 3}
-
-
 def test_only_pipeline_io_shards_opens_an_index():
     """The index is read in one module: no other module of pipeline/ or stages/ reads parquet tables or
     builds the index's path from its file name (docstrings and messages may mention it)."""
@@ -266,4 +260,4 @@ def test_only_pipeline_io_shards_opens_an_index():
                 or (isinstance(n, ast.Name) and n.id in ("read_parquet", "read_table", "ParquetFile"))]
         if hits:
             found[rel] = len(hits)
-    assert found == _PENDING, f"index.parquet opened outside pipeline/io/shards.py (use ShardSet): {found}"
+    assert found == {}, f"index.parquet opened outside pipeline/io/shards.py (use ShardSet): {found}"

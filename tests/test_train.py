@@ -371,3 +371,17 @@ def test_a_60_step_run_exports_an_ema_near_the_trained_weights(pairs, tmp_path, 
         assert ratio >= 0.8, report
     else:  # the constant 0.99 keeps ~55 % of the random init: the check above could fail
         assert ratio < 0.8, report
+
+
+def test_a_shorter_run_does_not_export_a_longer_runs_checkpoint(pairs, tmp_path):
+    """`dvc exp run -S train_net.iterations=60` after a 1,500-step demo must train 60 steps, not export step 1,500."""
+    train(_net(iterations=6, checkpoint_every=3), pairs_dir=pairs, out_dir=tmp_path, scale=4, seed=0, phase="net")
+    short = train(_net(iterations=3, checkpoint_every=3), pairs_dir=pairs, out_dir=tmp_path, scale=4, seed=0,
+                  phase="net")
+    assert short["start_step"] == 0 and short["step"] == 3
+    fresh = tmp_path / "fresh"
+    train(_net(iterations=3, checkpoint_every=3), pairs_dir=pairs, out_dir=fresh, scale=4, seed=0, phase="net")
+    a = torch.load(tmp_path / "generator.pth", weights_only=True)
+    b = torch.load(fresh / "generator.pth", weights_only=True)
+    _assert_same_state(a["params_ema"], b["params_ema"], "params_ema")
+    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000003.pt"]

@@ -122,7 +122,7 @@ def test_ema_warmup_follows_timm_and_caps_at_the_decay():
     assert ema_decay_at(10**6, 0.999) == 0.999
     assert ema_decay_at(5, 0.999, warmup=False) == 0.999
     init_left = np.prod([ema_decay_at(t, 0.99) for t in range(1, 61)])
-    assert init_left < 1e-50 < 0.99 ** 60
+    assert init_left < 1e-4 and 0.99 ** 60 > 0.5
 
 
 def test_distributed_without_rank_is_one_process_and_no_group(monkeypatch):

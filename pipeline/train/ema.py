@@ -19,7 +19,7 @@ def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
 
     With warm-up (timm's model EMA, gamma 1, power 2/3) it is `min(decay, 1 - (1 + step)^(-2/3))`:
     0.37 after step 1, 0.94 after step 60, `decay` 0.999 from step ~31,600 on. A constant 0.99 would
-    leave 55 % of the random initialisation in params_ema after 60 steps; this leaves under 1e-50.
+    leave 55 % of the random initialisation in params_ema after 60 steps; this leaves 6e-5.
     """
     if not warmup:
         return decay

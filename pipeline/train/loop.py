@@ -38,6 +38,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from pipeline.data.loader import LoaderState, infinite_batches, make_loader
 from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
+from pipeline.io.atomic import sweep_stale
+from pipeline.io.shards import INDEX, is_shard_set
 from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state, describe_change, export_generator,
                                        gather_ranks, load_latest, remove_partial, run_identity, save_checkpoint,
                                        set_rng_state, training_state)
@@ -73,8 +75,8 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         # -- resume or start fresh: the stored config hash decides ------------------------------
         config = cfg.to_dict()
         run = run_identity(config, scale=scale, seed=seed, world_size=world_size,
-                           train_index=train_dir / "index.parquet", init_from=init_from)
-        ckpt = _matching_checkpoint(ckpt_dir, run, ddp=ddp, master=master, say=say, tag=tag)
+                           train_index=train_dir / INDEX, init_from=init_from)
+        ckpt = _matching_checkpoint(ckpt_dir, run, cfg.iterations, ddp=ddp, master=master, say=say, tag=tag)
 
         # -- nets and optimizers (built from the base seed, so every rank starts identical), losses --
         torch.manual_seed(base_seed)
@@ -225,8 +227,8 @@ def _check_inputs(cfg: TrainConfig, phase: str, pairs_dir: Path,
     if phase != cfg.phase:
         raise ValueError(f"phase {phase!r} does not match the config's phase {cfg.phase!r}")
     train_dir, val_dir = pairs_dir / "train", pairs_dir / "val"
-    if not (train_dir / "index.parquet").is_file():
-        raise FileNotFoundError(f"{train_dir}: no training pairs (index.parquet missing); run `dvc repro shard`")
+    if not is_shard_set(train_dir):
+        raise FileNotFoundError(f"{train_dir}: no training pairs ({INDEX} missing); run `dvc repro shard`")
     if phase != "gan":
         return train_dir, val_dir, None
     if init_from is None or not Path(init_from).is_file():
@@ -235,10 +237,11 @@ def _check_inputs(cfg: TrainConfig, phase: str, pairs_dir: Path,
     return train_dir, val_dir, Path(init_from)
 
 
-def _matching_checkpoint(ckpt_dir: Path, run: dict[str, Any], *, ddp: bool, master: bool,
+def _matching_checkpoint(ckpt_dir: Path, run: dict[str, Any], iterations: int, *, ddp: bool, master: bool,
                          say: Callable[..., None], tag: str) -> dict[str, Any] | None:
-    """The latest checkpoint if it was made with this run's config hash, else None (rank 0 then deletes the
-    checkpoints, saying why). Rank 0 also removes what a kill during a checkpoint write left."""
+    """The latest checkpoint if it was made with this run's config hash and is not past `iterations`, else
+    None (rank 0 then deletes the checkpoints, saying why: a shorter run, e.g. a quick `dvc exp run`, must not
+    export a longer run's weights). Rank 0 also removes what a kill during a checkpoint or export write left."""
     ckpt, note = load_latest(ckpt_dir)
     if note:
         say(f"{tag}: {note}")
@@ -248,10 +251,14 @@ def _matching_checkpoint(ckpt_dir: Path, run: dict[str, Any], *, ddp: bool, mast
         change = describe_change(ckpt.get("run", {}), run) or "unknown difference"
         say(f"{tag}: starting fresh: {ckpt['path']} was made with another config ({change})")
         ckpt = None
-        if master:
-            clear_checkpoints(ckpt_dir)
+    elif ckpt is not None and int(ckpt["step"]) > iterations:
+        say(f"{tag}: starting fresh: {ckpt['path']} is at step {ckpt['step']}, past {tag}.iterations {iterations}")
+        ckpt = None
+    if ckpt is None and master:
+        clear_checkpoints(ckpt_dir)
     if master:
         remove_partial(ckpt_dir)
+        sweep_stale(ckpt_dir.parent / "generator.pth")
     return ckpt
 
 
@@ -349,7 +356,7 @@ def _val_batches(val_dir: Path, cfg: TrainConfig, seed: int, tag: str) -> list[d
     """The first `cfg.val_batches` val batches in stored order, the same at every validation ([] without
     val pairs, saying so)."""
     val: list[dict[str, Any]] = []
-    if (val_dir / "index.parquet").is_file():
+    if is_shard_set(val_dir):
         with torch.random.fork_rng(devices=[]):  # see _next_pair
             val = list(itertools.islice(make_loader(val_dir, batch_size=cfg.batch_size, workers=0, seed=seed,
                                                     shuffle=False, augment=False), cfg.val_batches))
