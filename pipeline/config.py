@@ -1,6 +1,7 @@
 """params.yaml → typed, validated configuration, loaded in one place.
 
-Each top-level section is a frozen dataclass; stages load only the sections they read:
+Each top-level section is a frozen pydantic model (`pipeline.params.Model`); stages load only the
+sections they read:
 
     cfg = load_params("params.yaml", sections=("seed", "scale", "paths", "ingest"))
     cfg.ingest.crop, cfg.paths.hr

@@ -133,7 +133,6 @@ GROUPS = tuple(Steps.model_fields)
 
 _REALESRGAN_KERNELS = {"iso": 0.45, "aniso": 0.25, "generalized_iso": 0.12, "generalized_aniso": 0.03,
                        "plateau_iso": 0.12, "plateau_aniso": 0.03}
-_CAMERA = {"shot_range": (1e-4, 1.2e-2), "read_slope": 2.18, "read_intercept": 1.2, "read_std": 0.26}
 
 
 def _realesrgan() -> dict[str, Any]:
@@ -158,35 +157,28 @@ def _realesrgan() -> dict[str, Any]:
         "final": {"interps": INTERPS, "sinc_prob": 0.8, "size_range": (7, 21), "omega_range": (PI / 3, PI),
                   "jpeg_quality_range": (30, 95), "resize_first_prob": 0.5},
         "down0": {"prob": 0.0, "interps": INTERPS},
-        "camera": {"prob": 0.0, **_CAMERA},
+        "camera": {"prob": 0.0, "shot_range": (1e-4, 1.2e-2), "read_slope": 2.18, "read_intercept": 1.2,
+                   "read_std": 0.26},
     }
 
 
 def _bsrgan() -> dict[str, Any]:
-    """KAIR's degradation_bsrgan (scale 4) mapped onto our steps; see README for the deviations."""
-    blur = {"prob": 1.0, "kernel_probs": {"iso": 0.5, "aniso": 0.5}, "size_range": (7, 21),
-            "sigma_range": (0.1, 2.8), "beta_gaussian_range": (0.5, 4.0), "beta_plateau_range": (1.0, 2.0),
-            "sinc_prob": 0.0, "sinc_omega_range": (PI / 3, PI), "sinc_omega_range_large": (PI / 5, PI),
-            "sinc_large_from": 13}
-    return {
-        "usm": {"enabled": False, "size": 51, "weight": 0.5, "threshold": 10.0},
+    """KAIR's degradation_bsrgan (scale 4) mapped onto our steps, as its differences from Real-ESRGAN's
+    (merged by the rule that merges the user's overrides); see README for the deviations."""
+    blur = {"prob": 1.0, "kernel_probs": {"iso": 0.5, "aniso": 0.5}, "sigma_range": (0.1, 2.8), "sinc_prob": 0.0}
+    return merge(Steps, _realesrgan(), {
+        "usm": {"enabled": False},
         "blur1": blur,
-        "resize1": {"mode_probs": {"up": 0.0, "down": 1.0, "keep": 0.0}, "scale_range": (0.125, 1.0),
-                    "interps": INTERPS},
-        "noise1": {"prob": 1.0, "gaussian_prob": 1.0, "sigma_range": (2.0, 25.0),
-                   "poisson_scale_range": (0.05, 3.0), "gray_prob": 0.4},
-        "jpeg1": {"prob": 0.9, "quality_range": (30, 95)},
+        "resize1": {"mode_probs": {"up": 0.0, "down": 1.0, "keep": 0.0}, "scale_range": (0.125, 1.0)},
+        "noise1": {"gaussian_prob": 1.0, "sigma_range": (2.0, 25.0)},
+        "jpeg1": {"prob": 0.9},
         "blur2": blur,
-        "resize2": {"mode_probs": {"up": 0.0, "down": 0.0, "keep": 1.0}, "scale_range": (1.0, 1.0),
-                    "interps": INTERPS},
-        "noise2": {"prob": 0.0, "gaussian_prob": 1.0, "sigma_range": (1.0, 25.0),
-                   "poisson_scale_range": (0.05, 2.5), "gray_prob": 0.4},
-        "jpeg2": {"prob": 0.0, "quality_range": (30, 95)},
-        "final": {"interps": INTERPS, "sinc_prob": 0.0, "size_range": (7, 21), "omega_range": (PI / 3, PI),
-                  "jpeg_quality_range": (30, 95), "resize_first_prob": 1.0},
-        "down0": {"prob": 0.25, "interps": INTERPS},
-        "camera": {"prob": 0.25, **_CAMERA},
-    }
+        "resize2": {"mode_probs": {"up": 0.0, "down": 0.0, "keep": 1.0}, "scale_range": (1.0, 1.0)},
+        "noise2": {"prob": 0.0, "gaussian_prob": 1.0},
+        "final": {"sinc_prob": 0.0, "resize_first_prob": 1.0},
+        "down0": {"prob": 0.25},
+        "camera": {"prob": 0.25},
+    })
 
 
 def preset_values(name: str) -> dict[str, Any]:
