@@ -157,7 +157,7 @@ def one_line(err: ValidationError, cls: type[BaseModel], where: str) -> ParamsEr
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         text = f"expected {_bounds(meta)}"
     elif kind == "missing":
-        text = "expected a value (required key)"
+        return ParamsError(f"{_dotted(where, loc)}: missing; this key has no default")
     else:
         text = f"expected {_TYPE_TEXT[kind]}" if kind in _TYPE_TEXT else e["msg"]
     if tp is float and type(value) is int:
@@ -209,9 +209,10 @@ def _node(cls: type[BaseModel], loc: Sequence[Any]) -> tuple[Any, list[Any]]:
     return base, meta + more
 
 
-def _bounds(meta: Sequence[Any], lo: Any = None, hi: Any = None, lo_open: bool = False,
-            hi_open: bool = False) -> str:
-    """`lo <= value < hi` from annotated-types constraints (or the given bounds)."""
+def _bounds(meta: Sequence[Any]) -> str:
+    """`lo <= value < hi` from a field's annotated-types constraints."""
+    lo = hi = None
+    lo_open = hi_open = False
     for m in meta:
         if isinstance(m, (at.Ge, at.Gt)):
             lo, lo_open = (m.ge, False) if isinstance(m, at.Ge) else (m.gt, True)
@@ -223,14 +224,6 @@ def _bounds(meta: Sequence[Any], lo: Any = None, hi: Any = None, lo_open: bool =
 
 
 # ---- checks: functions for validators, and field constraints built on them ----------------------
-
-def check_range(where: str, value: float, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> None:
-    """`lo <= value <= hi` (strict where `*_open`)."""
-    if (lo is not None and (value <= lo if lo_open else value < lo)) or (
-            hi is not None and (value >= hi if hi_open else value > hi)):
-        raise invalid(where, f"expected {_bounds((), lo, hi, lo_open, hi_open)}, got {value!r}")
-
 
 def check_interval(where: str, pair: Sequence[float], lo: float | None = None, hi: float | None = None) -> None:
     """`[a, b]` with `lo <= a <= b <= hi`."""
@@ -299,5 +292,5 @@ def non_empty_path(value: Any) -> Any:
 
 PathField = Annotated[Path, BeforeValidator(non_empty_path)]
 __all__ = ["Bool", "Float", "Int", "Model", "ParamsError", "PathField", "Prob", "Str", "build",
-           "check_choice", "check_interval", "check_odd", "check_range", "constraint", "distribution", "interval",
+           "check_choice", "check_interval", "check_odd", "constraint", "distribution", "interval",
            "invalid", "merge", "odd", "around_one", "read_yaml", "to_dict"]
