@@ -1,6 +1,7 @@
 """params.yaml → typed, validated configuration, loaded in one place.
 
-Each top-level section is a frozen dataclass; stages load only the sections they read:
+Each top-level section is a frozen pydantic model (`pipeline.params.Model`); stages load only the
+sections they read:
 
     cfg = load_params("params.yaml", sections=("seed", "scale", "paths", "ingest"))
     cfg.ingest.crop, cfg.paths.hr
@@ -9,125 +10,112 @@ Any problem is one `ParamsError` line naming the dotted key, the value and what 
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import importlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pipeline.params import (ParamsError, build, check_choice, check_interval, check_range,
-                             coerce, read_yaml, to_dict)
+from pydantic import Field, model_validator
 
-SCALES = (1, 2, 3, 4, 8)
+from pipeline.params import (Bool, Float, Int, Model, ParamsError, PathField, Str, build, constraint, invalid,
+                             odd, read_yaml, to_dict)
 
-__all__ = ["ParamsError", "Params", "PathsConfig", "IngestConfig", "ShardConfig", "EvaluateConfig",
-           "check_sources", "load_params", "parse_params", "to_dict"]
+SCALES = (1, 2, 3, 4, 8)  # SR factors the pipeline supports (degrade, shard, train, evaluate)
+
+__all__ = ["ParamsError", "Params", "PathsConfig", "IngestConfig", "ShardConfig", "EvaluateConfig", "UsmConfig",
+           "SCALES", "check_scale", "check_sources", "load_params", "parse_params", "to_dict"]
+
+Byte = Annotated[Int, Field(ge=0, le=255)]
 
 
-@dataclass(frozen=True)
-class PathsConfig:
-    hr: Path = Path("data/hr")        # ingest output: HR tile shard set
-    lr: Path = Path("data/lr")        # degrade output: LR shard set
-    pairs: Path = Path("data/pairs")  # shard output: train/ and val/ patch shard sets
-    models: Path = Path("models")     # train outputs: net/ and gan/
-    eval: Path = Path("eval")         # evaluate outputs
-    photos: Path = Path("photos")     # the user's photos: every ingest source but 'sample' lies here
+def check_scale(where: str, scale: int) -> None:
+    if scale not in SCALES:
+        raise invalid(where, f"expected one of {list(SCALES)}, got {scale!r}")
 
-    def validate(self, where: str) -> None:
+
+class PathsConfig(Model):
+    hr: PathField = Path("data/hr")        # ingest output: HR tile shard set
+    lr: PathField = Path("data/lr")        # degrade output: LR shard set
+    pairs: PathField = Path("data/pairs")  # shard output: train/ and val/ patch shard sets
+    models: PathField = Path("models")     # train outputs: net/ and gan/
+    eval: PathField = Path("eval")         # evaluate outputs
+    photos: PathField = Path("photos")     # the user's photos: every ingest source but 'sample' lies here
+
+    @model_validator(mode="after")
+    def _photos_apart(self) -> PathsConfig:
         """`photos` is a dependency of ingest, so it must hold no stage's output (DVC would see a cycle)."""
         for name in ("hr", "lr", "pairs", "models", "eval"):
             other = getattr(self, name)
             if within(other, self.photos) or within(self.photos, other):
-                raise ParamsError(f"{where}.photos: expected a folder apart from {where}.{name} ({other}), "
-                                  f"got {str(self.photos)!r}")
+                raise invalid("photos", f"expected a folder apart from paths.{name} ({other}), "
+                                        f"got {str(self.photos)!r}")
+        return self
 
 
-@dataclass(frozen=True)
-class IngestConfig:
-    sources: tuple[str, ...] = ("sample",)  # 'sample', or folders (recursive), files, globs or @list.txt
+class IngestConfig(Model):
+    sources: Annotated[tuple[Str, ...], Field(min_length=1)] = ("sample",)
+                                            # 'sample', or folders (recursive), files, globs or @list.txt
                                             # files inside paths.photos (see check_sources)
-    min_side: int = 128                     # reject photos whose shorter side is smaller (px)
-    max_pixels: int = 100_000_000           # reject larger photos before decoding (bomb guard)
+    min_side: Int = Field(128, ge=1)        # reject photos whose shorter side is smaller (px)
+    max_pixels: Int = Field(100_000_000, ge=1)  # reject larger photos before decoding (bomb guard)
     alpha: Literal["composite", "reject"] = "composite"
-    background: tuple[int, int, int] = (255, 255, 255)  # alpha composited over this RGB colour
-    scales: tuple[float, ...] = (1.0,)      # multiscale HR variants (DF2K practice: 1, 0.75, 0.5, 1/3)
-    crop: int = 400                         # tile size (px); photos smaller than it give one smaller tile
-    step: int = 200                         # tile stride (px)
-    thresh: int = 0                         # extra edge tile when the leftover exceeds this (px)
-    min_std: float = 0.0                    # drop tiles whose gray std is below this (0 disables)
-    max_tiles_per_photo: int = 0            # keep at most this many tiles per photo, all scales together,
+    background: tuple[Byte, Byte, Byte] = (255, 255, 255)  # alpha composited over this RGB colour
+    scales: Annotated[tuple[Annotated[Float, Field(gt=0.0, le=1.0)], ...], Field(min_length=1)] = (1.0,)
+                                            # multiscale HR variants (DF2K practice: 1, 0.75, 0.5, 1/3)
+    crop: Int = Field(400, ge=16)           # tile size (px); photos smaller than it give one smaller tile
+    step: Int = Field(200, ge=1)            # tile stride (px)
+    thresh: Int = Field(0, ge=0)            # extra edge tile when the leftover exceeds this (px)
+    min_std: Float = Field(0.0, ge=0.0)     # drop tiles whose gray std is below this (0 disables)
+    max_tiles_per_photo: Int = Field(0, ge=0)  # keep at most this many tiles per photo, all scales together,
                                             # a seeded subset of those past min_std (0 = no cap)
-    val_fraction: float = 0.2               # share of source photos held out for validation
-    shard_bytes: int = 256 << 20            # target tar shard size
-    workers: int = 0                        # decode/tile processes (0 = all cores)
-
-    def validate(self, where: str) -> None:
-        if not self.sources:
-            raise ParamsError(f"{where}.sources: expected at least one source, got []")
-        check_range(f"{where}.min_side", self.min_side, lo=1)
-        check_range(f"{where}.max_pixels", self.max_pixels, lo=1)
-        for i, c in enumerate(self.background):
-            check_range(f"{where}.background[{i}]", c, lo=0, hi=255)
-        if not self.scales:
-            raise ParamsError(f"{where}.scales: expected at least one scale, got []")
-        for i, s in enumerate(self.scales):
-            check_range(f"{where}.scales[{i}]", s, lo=0.0, hi=1.0, lo_open=True)
-        check_range(f"{where}.crop", self.crop, lo=16)
-        check_range(f"{where}.step", self.step, lo=1)
-        check_range(f"{where}.thresh", self.thresh, lo=0)
-        check_range(f"{where}.min_std", self.min_std, lo=0.0)
-        check_range(f"{where}.max_tiles_per_photo", self.max_tiles_per_photo, lo=0)
-        check_range(f"{where}.val_fraction", self.val_fraction, lo=0.0, hi=1.0, hi_open=True)
-        check_range(f"{where}.shard_bytes", self.shard_bytes, lo=1)
-        check_range(f"{where}.workers", self.workers, lo=0)
+    val_fraction: Float = Field(0.2, ge=0.0, lt=1.0)  # share of source photos held out for validation
+    shard_bytes: Int = Field(256 << 20, ge=1)  # target tar shard size
+    workers: Int = Field(0, ge=0)           # decode/tile processes (0 = all cores)
 
 
-@dataclass(frozen=True)
-class ShardConfig:
-    patch_size: int = 256                  # HR patch side (px); LR side = patch_size / scale
-    patches_per_pair: int = 4              # random windows per HR/LR pair ('random' mode)
+class ShardConfig(Model):
+    patch_size: Int = Field(256, ge=8)     # HR patch side (px); LR side = patch_size / scale
+    patches_per_pair: Int = Field(4, ge=1)  # random windows per HR/LR pair ('random' mode)
     mode: Literal["random", "grid"] = "random"
-    val_patches_per_pair: int = 1          # windows per pair in the val split
-    shard_bytes: int = 256 << 20           # target tar shard size
-    min_shards: int = 4                    # at least world_size x workers shards per split
-    workers: int = 0                       # processes (0 = all cores)
-
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.patch_size", self.patch_size, lo=8)
-        check_range(f"{where}.patches_per_pair", self.patches_per_pair, lo=1)
-        check_range(f"{where}.val_patches_per_pair", self.val_patches_per_pair, lo=1)
-        check_range(f"{where}.shard_bytes", self.shard_bytes, lo=1)
-        check_range(f"{where}.min_shards", self.min_shards, lo=1)
-        check_range(f"{where}.workers", self.workers, lo=0)
+    val_patches_per_pair: Int = Field(1, ge=1)  # windows per pair in the val split
+    shard_bytes: Int = Field(256 << 20, ge=1)  # target tar shard size
+    min_shards: Int = Field(4, ge=1)       # at least world_size x workers shards per split
+    workers: Int = Field(0, ge=0)          # processes (0 = all cores)
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    max_images: int = 0                    # val tiles to evaluate (0 = all)
-    crop_border: int = -1                  # pixels cropped for PSNR/SSIM (-1 = the scale, as BasicSR)
-    niqe_params: str = "models/weights/niqe_pris_params.npz"  # NIQE pristine model file
-    lpips_weights: str = ""                # folder with LPIPS weights ('' = torch hub cache)
-    realworld_dir: str = ""                # optional folder of real LQ photos: NIQE of their SR outputs
-    grid_crop: int = 96                    # HR crop side in the image grids (px)
-    grid_images: int = 4                   # rows in the image grid
-    tile: int = 0                          # upscale tile size (0 = whole image)
+class EvaluateConfig(Model):
+    max_images: Int = Field(0, ge=0)       # val tiles to evaluate (0 = all)
+    crop_border: Int = Field(-1, ge=-1)    # pixels cropped for PSNR/SSIM (-1 = the scale, as BasicSR)
+    niqe_params: Str = "models/weights/niqe_pris_params.npz"  # NIQE pristine model file
+    lpips_weights: Str = ""                # folder with LPIPS weights ('' = torch hub cache)
+    realworld_dir: Str = ""                # optional folder of real LQ photos: NIQE of their SR outputs
+    grid_crop: Int = Field(96, ge=8)       # HR crop side in the image grids (px)
+    grid_images: Int = Field(4, ge=1)      # rows in the image grid
+    tile: Int = Field(0, ge=0)             # upscale tile size (0 = whole image)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights: Literal["params_ema", "params"] = "params_ema"  # generator weights scored (params_ema: EMA, else params)
-    reproducible: bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
-    threads: int = 0                       # CPU threads (0 = all cores); >= 1 with reproducible
+    reproducible: Bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
+    threads: Int = Field(0, ge=0)          # CPU threads (0 = all cores); >= 1 with reproducible
 
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.max_images", self.max_images, lo=0)
-        check_range(f"{where}.threads", self.threads, lo=0)
-        if self.reproducible and self.threads < 1:
-            raise ParamsError(f"{where}.threads: expected >= 1 with reproducible: true (the thread count "
-                              f"changes CPU float sums), got {self.threads}")
-        check_range(f"{where}.crop_border", self.crop_border, lo=-1)
-        check_range(f"{where}.grid_crop", self.grid_crop, lo=8)
-        check_range(f"{where}.grid_images", self.grid_images, lo=1)
-        check_range(f"{where}.tile", self.tile, lo=0)
+    @model_validator(mode="after")
+    def _threads(self) -> EvaluateConfig:
+        check_threads(self.reproducible, self.threads)
+        return self
+
+
+class UsmConfig(Model):
+    """Unsharp mask of the HR (Real-ESRGAN's USM): degrade's first step and train's sharpened targets."""
+    size: Annotated[Int, odd(lo=3)] = 51       # Gaussian window (px, odd); sigma from OpenCV's rule for the size
+    weight: Float = Field(0.5, ge=0.0)         # sharp = img + weight * (img - blur)
+    threshold: Float = Field(10.0, ge=0.0, le=255.0)  # residual (8-bit levels) above which a pixel is sharpened
+
+
+def check_threads(reproducible: bool, threads: int) -> None:
+    """Reproducible CPU numerics pin the thread count (it changes CPU float sums)."""
+    if reproducible and threads < 1:
+        raise invalid("threads", "expected >= 1 with reproducible: true (the thread count "
+                                 f"changes CPU float sums), got {threads}")
 
 
 def check_sources(sources: tuple[str, ...], photos: Path, where: str = "ingest.sources") -> None:
@@ -169,9 +157,9 @@ def _lazy(module: str, name: str):
 
 
 SECTIONS: dict[str, Any] = {
-    "seed": lambda: int,
-    "scale": lambda: int,
-    "paths": lambda: PathsConfig,
+    "seed": None,    # scalars and paths: fields of Params itself, always loaded
+    "scale": None,
+    "paths": None,
     "ingest": lambda: IngestConfig,
     "degrade": _lazy("pipeline.degrade.config", "DegradeConfig"),
     "shard": lambda: ShardConfig,
@@ -179,21 +167,21 @@ SECTIONS: dict[str, Any] = {
     "train_gan": _lazy("pipeline.train.config", "TrainConfig"),
     "evaluate": lambda: EvaluateConfig,
 }
+PHASES = {"train_net": "net", "train_gan": "gan"}  # a train section is built by TrainConfig.for_phase
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Model):
     """The loaded sections; a section that was not requested is None."""
-    seed: int = 0
-    scale: int = 4
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: Int = Field(0, ge=0)
+    scale: Annotated[Int, constraint(check_scale)] = 4
+    paths: PathsConfig = PathsConfig()
     ingest: Any = None
     degrade: Any = None
     shard: Any = None
     train_net: Any = None
     train_gan: Any = None
     evaluate: Any = None
-    source: str = "params.yaml"
+    source: Str = "params.yaml"
 
 
 def parse_params(data: dict | None, sections: tuple[str, ...] | None = None, source: str = "params.yaml") -> Params:
@@ -208,27 +196,18 @@ def parse_params(data: dict | None, sections: tuple[str, ...] | None = None, sou
     for name in wanted:
         if name not in SECTIONS:
             raise ValueError(f"unknown params section {name!r}; choose from {list(SECTIONS)}")
-    values: dict[str, Any] = {"source": source}
-    for name in set(wanted) | {"seed", "scale", "paths"}:
+    top = {k: data[k] for k in ("seed", "scale", "paths") if k in data and not (k == "paths" and data[k] is None)}
+    params = build(Params, {**top, "source": source}, "")
+    built = {}
+    for name in dict.fromkeys(wanted):
+        if SECTIONS[name] is None:
+            continue
         cls = SECTIONS[name]()
-        if cls is int:
-            if name in data:
-                values[name] = coerce(int, data[name], name)
-        else:
-            phase = {"train_net": "net", "train_gan": "gan"}.get(name)
-            section = data.get(name)
-            if phase is not None and hasattr(cls, "for_phase"):
-                values[name] = cls.for_phase(phase, section, name)
-            else:
-                values[name] = build(cls, section, name)
-    params = Params(**values)
-    if params.ingest is not None:
-        check_sources(params.ingest.sources, params.paths.photos)
-    if params.scale not in SCALES:
-        raise ParamsError(f"scale: expected one of {list(SCALES)}, got {params.scale!r}")
-    if params.seed < 0:
-        raise ParamsError(f"seed: expected a non-negative integer, got {params.seed!r}")
-    return params
+        built[name] = (cls.for_phase(PHASES[name], data.get(name), name) if name in PHASES
+                       else build(cls, data.get(name), name))
+    if "ingest" in built:
+        check_sources(built["ingest"].sources, params.paths.photos)
+    return params.model_copy(update=built)
 
 
 def load_params(path: str | Path = "params.yaml", sections: tuple[str, ...] | None = None) -> Params:

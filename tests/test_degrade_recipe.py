@@ -1,7 +1,6 @@
 """Recipe sampling (seeding, distributions, presets), serialisation, columns, and degrade params."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 
@@ -9,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.degrade import DegradeConfig, Recipe, recipe_columns, sample_recipe
+from pipeline.degrade import DegradeConfig, Recipe, preset_settings, recipe_columns, sample_recipe
 from pipeline.degrade.recipe import BASE_COLUMNS, BSRGAN_COLUMNS, Blur, Resize, kernel_decimals, padded_kernels
 from pipeline.degrade.run import draw_recipes
 from pipeline.params import ParamsError, build
@@ -170,9 +169,17 @@ def test_overrides_replace_preset_values():
     assert (rows["final_kind"] == "none").all() and (rows["resize1_mode"] == "up").all()
 
 
+def test_overrides_merge_into_the_preset_key_by_key_and_replace_mappings_whole():
+    cfg = cfg_of(blur1={"kernel_probs": {"iso": 1.0}}, blur2=None, noise1={})
+    assert cfg.settings.blur1.kernel_probs == {"iso": 1.0} and cfg.settings.blur1.sigma_range == (0.2, 3.0)
+    assert cfg.settings == cfg_of(blur1={"kernel_probs": {"iso": 1.0}}).settings  # empty groups change nothing
+    assert cfg.settings.blur2 == preset_settings("realesrgan-x4plus").blur2
+
+
 def test_x2plus_differs_from_x4plus_only_in_scale():
     x2, x4 = cfg_of(preset="realesrgan-x2plus"), cfg_of()
-    assert dataclasses.replace(x2.settings, preset="x", scale=0) == dataclasses.replace(x4.settings, preset="x", scale=0)
+    same = {"preset": "x", "scale": 0}
+    assert x2.settings.model_copy(update=same) == x4.settings.model_copy(update=same)
     assert sample_recipe(x2, 0, "k", 0).scale == 2
 
 
@@ -225,7 +232,12 @@ def test_draw_recipes_writes_table_kernels_and_report(tmp_path):
     ({"usm": {"size": 50}}, "degrade.usm.size: expected an odd integer in [3, inf], got 50"),
     ({"jpeg1": {"quality_range": [0, 95]}}, "degrade.jpeg1.quality_range: expected [lo, hi] with 1 <= lo <= hi <= 100, got [0, 95]"),
     ({"final": {"jpeg_quality_range": [30, 101]}}, "degrade.final.jpeg_quality_range: expected [lo, hi] with 1 <= lo <= hi <= 100"),
-    ({"noise2": {"gray_prob": 1.5}}, "degrade.noise2.gray_prob: expected probabilities in [0, 1], got [1.5]"),
+    ({"noise2": {"gray_prob": 1.5}}, "degrade.noise2.gray_prob: expected 0.0 <= value <= 1.0, got 1.5"),
+    ({"blur1": {"sigma_range": [1]}}, "degrade.blur1.sigma_range: expected a list of 2 values, got [1]"),
+    ({"final": {"interps": ["nearest"]}},
+     "degrade.final.interps[0]: expected one of ['area', 'bilinear', 'bicubic'], got 'nearest'"),
+    ({"usm": {"enabled": "yes"}}, "degrade.usm.enabled: expected true or false, got 'yes'"),
+    ({"blur1": 5}, "degrade.blur1: expected a mapping of keys, got 5"),
     ({"blur1": {"beta_plateau_range": [1.5, 2.0]}}, "degrade.blur1.beta_plateau_range: expected [lo, hi] with 0 < lo <= 1 <= hi"),
     ({"blur1": {"sigma": 1.0}}, "degrade.blur1.sigma: unknown key"),
     ({"preset": "esrgan"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'], got 'esrgan'"),

@@ -61,10 +61,36 @@ def test_user_keys_replace_the_recipe_one_by_one():
     assert other.generator.name == "srvgg" and other.generator.opts == {}  # rrdbnet opts dropped
 
 
-def test_merge_keeps_whole_keys_whole():
-    base = {"milestones": [1, 2, 3], "perceptual": {"layer_weights": {"a": 1.0, "b": 2.0}, "weight": 1.0}}
-    out = merge(base, {"milestones": [5], "perceptual": {"layer_weights": {"c": 1.0}}})
-    assert out == {"milestones": [5], "perceptual": {"layer_weights": {"c": 1.0}, "weight": 1.0}}
+def test_merge_merges_sections_and_replaces_values_whole():
+    base = {"milestones": [1, 2, 3], "perceptual": {"layer_weights": {"a": 1.0, "b": 2.0}, "weight": 1.0},
+            "generator": {"name": "rrdbnet", "opts": {"num_feat": 64, "num_block": 23}}}
+    out = merge(TrainConfig, base, {"milestones": [5], "perceptual": {"layer_weights": {"c": 1.0}},
+                                    "generator": {"opts": {"num_block": 6}}, "gan": None})
+    assert out == {"milestones": [5], "perceptual": {"layer_weights": {"c": 1.0}, "weight": 1.0},
+                   "generator": {"name": "rrdbnet", "opts": {"num_block": 6}}}  # an empty section: no change
+    assert base["generator"]["opts"] == {"num_feat": 64, "num_block": 23}  # the recipe is not touched
+
+
+# sha256 of the checkpoint identity's config part (json.dumps(sort_keys=True)) before the move to pydantic:
+# a checkpoint written before it must resume after it, so these may change only on purpose.
+CONFIG_HASHES = {
+    "net": "d555f0a0c718414118d3992058b245dbfd4abd6978d5befa0a2ad5e70d50a589",
+    "gan": "ca6e25a072139ff5e34816d33d6c11828cfe84e436d176b389c1d331d0df6e6b",
+    "demo_net": "15cbdd474a31bc816b44138081e7e1c485d130ef61c283f3666511952ae71668",
+    "demo_gan": "0152615715175452fb1581ecddaa68e4d8885009a1a19fd9d6ba11cd42df3eee",
+}
+
+
+def test_config_dicts_are_pinned_so_checkpoints_resume():
+    import hashlib
+    import json
+    demo = load_params(Path(__file__).resolve().parents[1] / "params.yaml", sections=("train_net", "train_gan"))
+    dicts = {"net": TrainConfig.for_phase("net", None, "train_net").to_dict(),
+             "gan": TrainConfig.for_phase("gan", None, "train_gan").to_dict(),
+             "demo_net": demo.train_net.to_dict(), "demo_gan": demo.train_gan.to_dict()}
+    got = {k: hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest() for k, d in dicts.items()}
+    assert got == CONFIG_HASHES
+    assert list(dicts["net"])[:3] == ["recipe", "phase", "generator"] and dicts["net"]["betas"] == [0.9, 0.99]
 
 
 @pytest.mark.parametrize("phase,section,message", [

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from pipeline.cli import data, models, repo
 from pipeline.cli.common import DEFAULT_TILE, PRESET_NAMES, check_out_dir
-from pipeline.params import ParamsError
 
 __all__ = ["DEFAULT_TILE", "PRESET_NAMES", "build_parser", "check_out_dir", "main", "version"]
 COMMANDS = (data, models, repo)  # each adds its subcommands, in this order, to `realsynth --help`
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         args.parser.error(_unrecognized(args.parser, extra))
     try:
         return args.fn(args)
-    except (ParamsError, ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:  # ParamsError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"realsynth: error: {msg}", file=sys.stderr)
         return 1

@@ -5,9 +5,10 @@
 A **recipe** (`realesrgan` default, `esrgan`, `srgan`, `pix2pix`) gives every key its published value
 for the **phase**: `net` trains the generator with the pixel loss only (Real-ESRNet, the PSNR-oriented
 pre-training), `gan` adds the perceptual and adversarial losses and starts from the net phase's EMA
-weights. The user's keys then replace the recipe's one by one (nested sections key by key; `opts`,
-`layer_weights`, `milestones` and `betas` as a whole), and the result is validated: any problem is one
-`ParamsError` line naming the dotted key.
+weights. The user's keys are merged in by `pipeline.params.merge` (nested sections such as `gan` key by
+key; any value, mappings such as `opts` and `layer_weights` and lists such as `milestones` included, as a
+whole; a net's `opts` are dropped when its `name` changes), and the result is validated: any problem is
+one `ParamsError` line naming the dotted key.
 
 Sources of the recipe values: Real-ESRGAN `options/train_realesrnet_x4plus.yml` and
 `train_realesrgan_x4plus.yml`; BasicSR `train_RRDBNet_PSNR_x4.yml` and `train_ESRGAN_x4.yml`
@@ -18,10 +19,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pipeline.params import ParamsError, build, check_choice, check_range, to_dict
+from pydantic import AfterValidator, Field, model_validator
+
+from pipeline.config import UsmConfig, check_threads
+from pipeline.params import (Bool, Float, Int, Model, ParamsError, Str, build, check_choice, invalid, merge,
+                             to_dict)
 
 PHASES = ("net", "gan")
 RECIPES = ("realesrgan", "esrgan", "srgan", "pix2pix")
@@ -30,123 +34,110 @@ GAN_KINDS = ("vanilla", "lsgan", "wgan", "wgan-gp", "hinge", "ragan")
 REALESRGAN_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
 # Keys that only the gan phase reads: setting one under train_net is a mistake worth one line.
 GAN_ONLY = ("discriminator", "perceptual", "gan", "lr_d", "d_steps", "init_from")
-# Keys replaced as a whole rather than merged key by key with the recipe's.
-WHOLE = ("opts", "layer_weights", "milestones", "betas")
+
+Weight = Annotated[Float, Field(ge=0.0)]  # a loss factor; 0 disables
 
 
-@dataclass(frozen=True)
-class NetConfig:
-    name: str = "rrdbnet"                                  # pipeline.models name
-    opts: dict[str, Any] = field(default_factory=dict)     # constructor options, public names (num_feat, ...)
+def _increasing(steps: tuple[int, ...]) -> tuple[int, ...]:
+    if list(steps) != sorted(set(steps)) or any(m < 1 for m in steps):
+        raise invalid("", f"expected increasing positive steps, got {list(steps)}")
+    return steps
 
 
-@dataclass(frozen=True)
-class PixelLossConfig:
+class NetConfig(Model):
+    name: Str = "rrdbnet"                                  # pipeline.models name
+    opts: dict[Str, Any] = Field(default_factory=dict)     # constructor options, public names (num_feat, ...)
+
+
+class PixelLossConfig(Model):
     kind: Literal["l1", "l2", "charbonnier"] = "l1"
-    weight: float = 1.0          # 0 disables
-    target_usm: bool = True      # compare with the USM-sharpened HR (Real-ESRGAN l1_gt_usm)
-
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.weight", self.weight, lo=0.0)
+    weight: Weight = 1.0         # 0 disables
+    target_usm: Bool = True      # compare with the USM-sharpened HR (Real-ESRGAN l1_gt_usm)
 
 
-@dataclass(frozen=True)
-class PerceptualConfig:
-    weight: float = 1.0          # VGG19 feature loss factor; 0 disables (no VGG weights needed then)
-    layer_weights: dict[str, float] = field(default_factory=lambda: dict(REALESRGAN_LAYER_WEIGHTS))
+class PerceptualConfig(Model):
+    weight: Weight = 1.0         # VGG19 feature loss factor; 0 disables (no VGG weights needed then)
+    layer_weights: dict[Str, Weight] = Field(default_factory=lambda: dict(REALESRGAN_LAYER_WEIGHTS))
     criterion: Literal["l1", "l2"] = "l1"
-    style_weight: float = 0.0    # Gram-matrix style loss factor; 0 disables
-    weights: str = ""            # vgg19-dcbb9e9d.pth path; '' = torch hub cache (never downloaded)
-    target_usm: bool = True      # Real-ESRGAN percep_gt_usm
+    style_weight: Weight = 0.0   # Gram-matrix style loss factor; 0 disables
+    weights: Str = ""            # vgg19-dcbb9e9d.pth path; '' = torch hub cache (never downloaded)
+    target_usm: Bool = True      # Real-ESRGAN percep_gt_usm
 
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.weight", self.weight, lo=0.0)
-        check_range(f"{where}.style_weight", self.style_weight, lo=0.0)
+    @model_validator(mode="after")
+    def _some_layer(self) -> PerceptualConfig:
         if (self.weight > 0 or self.style_weight > 0) and not self.layer_weights:
-            raise ParamsError(f"{where}.layer_weights: expected at least one VGG19 layer, got {{}}")
-        for name, w in self.layer_weights.items():
-            check_range(f"{where}.layer_weights.{name}", w, lo=0.0)
+            raise invalid("layer_weights", "expected at least one VGG19 layer, got {}")
+        return self
 
 
-@dataclass(frozen=True)
-class GanConfig:
+class GanConfig(Model):
     kind: Literal["vanilla", "lsgan", "wgan", "wgan-gp", "hinge", "ragan"] = "vanilla"
-    weight: float = 0.1          # adversarial loss factor in the generator loss; 0 disables D entirely
-    label_smoothing: float = 0.0  # one-sided: real target 1 - s (vanilla, lsgan); 0 disables
-    gp_weight: float = 10.0      # wgan-gp gradient penalty λ
-    clip: float = 0.01           # wgan critic weight clipping to [-clip, clip]
-    target_usm: bool = False     # D's real images are USM-sharpened HR (Real-ESRGAN gan_gt_usm)
-    conditional: bool = False    # pix2pix: D sees cat(upsampled LR, image) (needs num_in_ch 6)
+    weight: Weight = 0.1         # adversarial loss factor in the generator loss; 0 disables D entirely
+    label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)  # one-sided: real target 1 - s (vanilla, lsgan); 0 disables
+    gp_weight: Weight = 10.0     # wgan-gp gradient penalty λ
+    clip: Float = Field(0.01, gt=0.0)  # wgan critic weight clipping to [-clip, clip]
+    target_usm: Bool = False     # D's real images are USM-sharpened HR (Real-ESRGAN gan_gt_usm)
+    conditional: Bool = False    # pix2pix: D sees cat(upsampled LR, image) (needs num_in_ch 6)
 
-    def validate(self, where: str) -> None:
-        check_range(f"{where}.weight", self.weight, lo=0.0)
-        check_range(f"{where}.label_smoothing", self.label_smoothing, lo=0.0, hi=1.0, hi_open=True)
+    @model_validator(mode="after")
+    def _smoothing(self) -> GanConfig:
         if self.label_smoothing and self.kind not in ("vanilla", "lsgan"):
-            raise ParamsError(f"{where}.label_smoothing: applies to kind vanilla or lsgan only, "
-                              f"got {self.label_smoothing!r} with kind {self.kind!r}")
-        check_range(f"{where}.gp_weight", self.gp_weight, lo=0.0)
-        check_range(f"{where}.clip", self.clip, lo=0.0, lo_open=True)
+            raise invalid("label_smoothing", f"applies to kind vanilla or lsgan only, "
+                                             f"got {self.label_smoothing!r} with kind {self.kind!r}")
+        return self
 
 
-@dataclass(frozen=True)
-class UsmConfig:
-    size: int = 51               # Gaussian size, px (odd); Real-ESRGAN radius 50
-    weight: float = 0.5
-    threshold: float = 10.0      # 8-bit levels
-
-    def validate(self, where: str) -> None:
-        if self.size < 1 or self.size % 2 == 0:
-            raise ParamsError(f"{where}.size: expected an odd integer >= 1, got {self.size!r}")
-        check_range(f"{where}.weight", self.weight, lo=0.0)
-        check_range(f"{where}.threshold", self.threshold, lo=0.0)
+Beta = Annotated[Float, Field(ge=0.0, lt=1.0)]
+Positive = Annotated[Int, Field(ge=1)]
+NonNegative = Annotated[Int, Field(ge=0)]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Model):
     """One training phase. Defaults are Real-ESRGAN x4plus, gan phase; `for_phase` fills any recipe."""
     recipe: Literal["realesrgan", "esrgan", "srgan", "pix2pix"] = "realesrgan"
     phase: Literal["net", "gan"] = "gan"           # set by for_phase from the section name
-    generator: NetConfig = field(default_factory=lambda: NetConfig("rrdbnet", {}))
-    discriminator: NetConfig = field(default_factory=lambda: NetConfig("unet_sn", {"num_feat": 64}))
-    pixel_loss: PixelLossConfig = field(default_factory=PixelLossConfig)
-    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
-    usm: UsmConfig = field(default_factory=UsmConfig)
-    lr_g: float = 1e-4                   # Adam learning rate of the generator
-    lr_d: float = 1e-4                   # Adam learning rate of the discriminator
-    betas: tuple[float, float] = (0.9, 0.99)
-    d_steps: int = 1                     # D updates per G update (WGAN critics: 5); G steps every d_steps-th step
-    iterations: int = 400_000            # total optimisation steps (raising it later resumes, not restarts)
-    batch_size: int = 12                 # per process (per GPU); effective batch = batch_size × world size
-    warmup: int = 0                      # linear lr warm-up, steps; 0 disables
-    milestones: tuple[int, ...] = (400_000,)  # steps at which the lr is multiplied by gamma (MultiStepLR)
-    gamma: float = 0.5
-    ema_decay: float = 0.999             # EMA of the generator weights (params_ema); 0 = params_ema is params
-    ema_warmup: bool = True              # decay min(ema_decay, 1 - (1 + step)^(-2/3)), as timm's model EMA:
+    generator: NetConfig = NetConfig(name="rrdbnet")
+    discriminator: NetConfig = NetConfig(name="unet_sn", opts={"num_feat": 64})
+    pixel_loss: PixelLossConfig = PixelLossConfig()
+    perceptual: PerceptualConfig = PerceptualConfig()
+    gan: GanConfig = GanConfig()
+    usm: UsmConfig = UsmConfig()
+    lr_g: Float = Field(1e-4, gt=0.0)    # Adam learning rate of the generator
+    lr_d: Float = Field(1e-4, gt=0.0)    # Adam learning rate of the discriminator
+    betas: tuple[Beta, Beta] = (0.9, 0.99)
+    d_steps: Positive = 1                   # D updates per G update (WGAN critics: 5); G steps every d_steps-th step
+    iterations: Positive = 400_000          # total optimisation steps (raising it later resumes, not restarts)
+    batch_size: Positive = 12               # per process (per GPU); effective batch = batch_size × world size
+    warmup: NonNegative = 0                    # linear lr warm-up, steps; 0 disables
+    milestones: Annotated[tuple[Int, ...], AfterValidator(_increasing)] = (400_000,)
+                                         # steps at which the lr is multiplied by gamma (MultiStepLR)
+    gamma: Float = Field(0.5, gt=0.0, le=1.0)
+    ema_decay: Float = Field(0.999, ge=0.0, lt=1.0)  # EMA of the generator weights (params_ema); 0 = params_ema is params
+    ema_warmup: Bool = True              # decay min(ema_decay, 1 - (1 + step)^(-2/3)), as timm's model EMA:
                                          # early params_ema follow the trained weights, not the initialisation
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto = bf16 autocast on a CUDA GPU with bf16, else off
-    channels_last: bool = False          # NHWC memory format (faster convs on tensor cores)
-    compile: bool = False                # torch.compile the training nets
-    pair_pool_size: int = 180            # Real-ESRGAN's training-pair queue, samples; 0 disables
-    augment: bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
-    max_nonfinite: int = 20              # stop after this many non-finite steps in a row (each is skipped)
-    grad_clip: float = 0.0               # max gradient norm of each net; 0 disables
-    checkpoint_every: int = 5000         # steps between checkpoints (one is always written at the end)
-    keep_last: int = 3                   # checkpoints kept
-    val_every: int = 5000                # steps between validations; 0 = only at the end
-    val_batches: int = 4                 # val batches (of batch_size) scored each time
-    log_every: int = 100                 # steps between logged loss averages
-    workers: int = 0                     # data-loading processes per rank; 0 = in the training process
-    seed_offset: int = 0                 # added to params.yaml `seed` for this phase
-    init_from: str = ""                  # gan phase: generator export to start from; '' = <paths.models>/net/generator.pth
+    channels_last: Bool = False          # NHWC memory format (faster convs on tensor cores)
+    compile: Bool = False                # torch.compile the training nets
+    pair_pool_size: NonNegative = 180          # Real-ESRGAN's training-pair queue, samples; 0 disables
+    augment: Bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
+    max_nonfinite: Positive = 20            # stop after this many non-finite steps in a row (each is skipped)
+    grad_clip: Float = Field(0.0, ge=0.0)  # max gradient norm of each net; 0 disables
+    checkpoint_every: Positive = 5000       # steps between checkpoints (one is always written at the end)
+    keep_last: Positive = 3                 # checkpoints kept
+    val_every: NonNegative = 5000              # steps between validations; 0 = only at the end
+    val_batches: Positive = 4               # val batches (of batch_size) scored each time
+    log_every: Positive = 100               # steps between logged loss averages
+    workers: NonNegative = 0                   # data-loading processes per rank; 0 = in the training process
+    seed_offset: NonNegative = 0               # added to params.yaml `seed` for this phase
+    init_from: Str = ""                  # gan phase: generator export to start from; '' = <paths.models>/net/generator.pth
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    reproducible: bool = False           # CPU: the same bytes on any AVX2 x86-64 machine (pipeline.numerics); slower
+    reproducible: Bool = False           # CPU: the same bytes on any AVX2 x86-64 machine (pipeline.numerics); slower
                                          # where the machine has AVX-512 or more cores than `threads`
-    threads: int = 0                     # CPU threads (0 = PyTorch's default, all cores); >= 1 with reproducible
+    threads: NonNegative = 0                   # CPU threads (0 = PyTorch's default, all cores); >= 1 with reproducible
 
     @classmethod
     def for_phase(cls, phase: str, section: Mapping[str, Any] | None, where: str) -> TrainConfig:
-        """Fill `recipe`'s values for `phase` ('net' or 'gan'), apply `section` on top, validate.
+        """Fill `recipe`'s values for `phase` ('net' or 'gan'), merge `section` in, validate.
 
         Raises:
             ParamsError: one line naming the dotted key (unknown key, bad value, a gan-only key in the
@@ -165,55 +156,46 @@ class TrainConfig:
                 if key in section:
                     raise ParamsError(f"{where}.{key}: not used by the net phase (pixel loss only); "
                                       f"set it under train_gan")
-        data = merge(recipe_defaults(recipe, phase), section)
-        data["phase"] = phase
-        return build(cls, data, where)
+        base = recipe_defaults(recipe, phase)
+        for net in ("generator", "discriminator"):  # another architecture's options would not fit
+            given = section.get(net)
+            if isinstance(given, Mapping) and given.get("name", base[net]["name"]) != base[net]["name"]:
+                base[net].pop("opts", None)
+        return build(cls, {**merge(cls, base, section), "phase": phase}, where)
 
-    def validate(self, where: str) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        """Checks across keys; the nets are built on the meta device so a bad option fails at load time."""
         from pipeline.models import DISCRIMINATORS, GENERATORS  # torch import only when a train section loads
-        check_choice(f"{where}.generator.name", self.generator.name, sorted(GENERATORS))
-        check_choice(f"{where}.discriminator.name", self.discriminator.name, sorted(DISCRIMINATORS))
-        _check_net_opts(f"{where}.generator.opts", "generator", self.generator)
-        _check_net_opts(f"{where}.discriminator.opts", "discriminator", self.discriminator)
-        for key in ("lr_g", "lr_d"):
-            check_range(f"{where}.{key}", getattr(self, key), lo=0.0, lo_open=True)
-        for i, b in enumerate(self.betas):
-            check_range(f"{where}.betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
-        for key in ("d_steps", "iterations", "batch_size", "max_nonfinite", "checkpoint_every", "keep_last",
-                    "val_batches", "log_every"):
-            check_range(f"{where}.{key}", getattr(self, key), lo=1)
-        for key in ("warmup", "pair_pool_size", "val_every", "workers", "seed_offset", "threads"):
-            check_range(f"{where}.{key}", getattr(self, key), lo=0)
-        if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
-            raise ParamsError(f"{where}.milestones: expected increasing positive steps, got {list(self.milestones)}")
-        check_range(f"{where}.gamma", self.gamma, lo=0.0, hi=1.0, lo_open=True)
-        check_range(f"{where}.ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
-        check_range(f"{where}.grad_clip", self.grad_clip, lo=0.0)
-        if self.reproducible and self.threads < 1:
-            raise ParamsError(f"{where}.threads: expected >= 1 with reproducible: true (the thread count "
-                              f"changes CPU float sums), got {self.threads}")
+        check_choice("generator.name", self.generator.name, sorted(GENERATORS))
+        check_choice("discriminator.name", self.discriminator.name, sorted(DISCRIMINATORS))
+        _check_net_opts("generator", self.generator)
+        _check_net_opts("discriminator", self.discriminator)
+        check_threads(self.reproducible, self.threads)
         if self.pair_pool_size % self.batch_size:
-            raise ParamsError(f"{where}.pair_pool_size: expected 0 or a multiple of batch_size "
-                              f"({self.batch_size}), got {self.pair_pool_size}")
-        if self.phase == "net" and (self.perceptual.weight or self.perceptual.style_weight or self.gan.weight):
-            raise ParamsError(f"{where}: the net phase trains with the pixel loss only; "
-                              f"perceptual.weight and gan.weight must be 0")
-        if self.phase == "gan" and self.gan.conditional:
-            in_ch = self.discriminator.opts.get("num_in_ch", 3)
-            if in_ch != 6:
-                raise ParamsError(f"{where}.discriminator.opts.num_in_ch: expected 6 with gan.conditional "
-                                  f"(D sees upsampled LR + image), got {in_ch!r}")
-        if self.phase == "gan" and not (self.pixel_loss.weight or self.perceptual.weight
-                                        or self.perceptual.style_weight or self.gan.weight):
-            raise ParamsError(f"{where}: every loss weight is 0 (pixel_loss, perceptual, gan); nothing to train")
-        if self.phase == "net" and not self.pixel_loss.weight:
-            raise ParamsError(f"{where}.pixel_loss.weight: expected > 0 in the net phase, got 0.0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+            raise invalid("pair_pool_size", f"expected 0 or a multiple of batch_size ({self.batch_size}), "
+                                            f"got {self.pair_pool_size}")
+        _check_losses(self)
+        return self
 
 
-def _check_net_opts(where: str, kind: str, net: NetConfig) -> None:
+def _check_losses(cfg: TrainConfig) -> None:
+    """Which losses a phase may and must have."""
+    if cfg.phase == "net" and (cfg.perceptual.weight or cfg.perceptual.style_weight or cfg.gan.weight):
+        raise invalid("", "the net phase trains with the pixel loss only; perceptual.weight and gan.weight must be 0")
+    if cfg.phase == "gan" and cfg.gan.conditional:
+        in_ch = cfg.discriminator.opts.get("num_in_ch", 3)
+        if in_ch != 6:
+            raise invalid("discriminator.opts.num_in_ch", f"expected 6 with gan.conditional "
+                                                          f"(D sees upsampled LR + image), got {in_ch!r}")
+    if cfg.phase == "gan" and not (cfg.pixel_loss.weight or cfg.perceptual.weight
+                                   or cfg.perceptual.style_weight or cfg.gan.weight):
+        raise invalid("", "every loss weight is 0 (pixel_loss, perceptual, gan); nothing to train")
+    if cfg.phase == "net" and not cfg.pixel_loss.weight:
+        raise invalid("pixel_loss.weight", "expected > 0 in the net phase, got 0.0")
+
+
+def _check_net_opts(kind: str, net: NetConfig) -> None:
     """Build the net on the meta device (no memory, no time) so a bad option fails at load time."""
     import torch
 
@@ -225,22 +207,7 @@ def _check_net_opts(where: str, kind: str, net: NetConfig) -> None:
             else:
                 build_discriminator(net.name, **net.opts)
     except (ValueError, TypeError) as err:
-        raise ParamsError(f"{where}: {err}") from None
-
-
-def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `over` applied: mappings merged key by key, except the WHOLE keys and the `opts` of a
-    net whose `name` the user changed (another architecture's options would not fit)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in WHOLE:
-            sub = dict(out[key])
-            if "name" in value and value["name"] != sub.get("name"):
-                sub.pop("opts", None)
-            out[key] = merge(sub, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+        raise invalid(f"{kind}.opts", str(err)) from None
 
 
 def recipe_defaults(recipe: str, phase: str) -> dict[str, Any]:
@@ -253,7 +220,7 @@ def recipe_defaults(recipe: str, phase: str) -> dict[str, Any]:
         raise ValueError(f"unknown recipe {recipe!r}; choose from {list(RECIPES)}")
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; choose from {list(PHASES)}")
-    values = to_dict(TrainConfig())
+    values = to_dict(TrainConfig.model_construct())  # the defaults, not validated
     values["recipe"] = recipe
     values.update(copy.deepcopy(_RECIPES[recipe][phase]))
     if phase == "net":  # Real-ESRNet style: the pixel loss alone
