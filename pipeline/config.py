@@ -117,6 +117,7 @@ class EvaluateConfig:
     weights: Literal["params_ema", "params"] = "params_ema"  # generator weights scored (params_ema: EMA, else params)
     reproducible: bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
     threads: int = 0                       # CPU threads (0 = all cores); >= 1 with reproducible
+    extra_checkpoints: tuple[str, ...] = ()  # more generator files scored like net/gan, named by file stem
 
     def validate(self, where: str) -> None:
         check_range(f"{where}.max_images", self.max_images, lo=0)

@@ -10,7 +10,8 @@ cannot run is left out and named in the notes. Models are named by their file's 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ RESERVED = ("bicubic",)
 
 def model_names(checkpoints: Sequence[str | Path], *, taken: Sequence[str] = RESERVED,
                 where: str = "--checkpoint") -> dict[str, Path]:
-    """{file stem: path} for `checkpoints`, in order.
+    """{file stem: path} for `checkpoints`, in order; `where` names them in errors.
 
     Raises:
+        FileNotFoundError: a checkpoint that does not exist (named explicitly, so never skipped).
         ValueError: a stem that is one of `taken` or that two checkpoints share (one line, naming
             both files; rename one).
     """
@@ -39,6 +41,8 @@ def model_names(checkpoints: Sequence[str | Path], *, taken: Sequence[str] = RES
     for i, ckpt in enumerate(checkpoints):
         path = Path(ckpt)
         name = path.stem
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}[{i}]: {path} not found")
         if name in taken:
             raise ValueError(f"{where}[{i}]: {path} would be named {name!r}, which is taken by "
                              f"{'the baseline' if name == 'bicubic' else 'another model'}; rename the file")
@@ -94,8 +98,8 @@ def score_set(set_dir: str | Path, checkpoints: Sequence[str | Path], *, device:
 
     scores: {"bicubic" | checkpoint stem: {psnr_rgb, psnr_y, ssim_rgb, ssim_y[, niqe][, lpips]}},
     means over the set rounded to 4 decimals. notes: one line per model loaded (architecture,
-    loader) and per metric or image left out. Nets run in float32 (no autocast, so a score does not
-    depend on the GPU), on `device`, whole images unless `tile` > 0 (LR px; 16 px overlap).
+    loader) and per metric or image left out. Nets run in float32 (no autocast, no TF32, so a score
+    does not depend on the GPU's defaults), on `device`, whole images unless `tile` > 0 (LR px; 16 px overlap).
     crop_border: px cut from each side for PSNR/SSIM/NIQE (-1: the scale). niqe_params: the
     pristine model (None: `$REALSYNTH_NIQE_PARAMS`, else models/weights/niqe_pris_params.npz);
     lpips_weights: folder with torchvision's AlexNet file (None: the torch hub cache).
@@ -118,14 +122,29 @@ def score_set(set_dir: str | Path, checkpoints: Sequence[str | Path], *, device:
                                               dtype=torch.float32)
         run.models[name] = describe(path, info)
     scorer = _scorer(run, crop, niqe_params, lpips_weights)
-    for pair in iter_pairs(set_dir, set_dir, rows, scale):
-        for name, up in upscalers.items():
-            scores = scorer.full(up(pair.lr), pair.hr, run, name, pair.key)
-            run.records.append(dict(set="val", key=pair.key, model=name, **scores))
+    with _strict_float32():
+        for pair in iter_pairs(set_dir, set_dir, rows, scale):
+            for name, up in upscalers.items():
+                scores = scorer.full(up(pair.lr), pair.hr, run, name, pair.key)
+                run.records.append(dict(set="val", key=pair.key, model=name, **scores))
     per_image = pd.DataFrame(run.records, columns=["set", "key", "model", *METRICS])
     scores = {name: {k: v for k, v in m.items() if k != "realworld_niqe"}
               for name, m in aggregate(per_image, order=list(upscalers)).items()}
     return scores, _notes(run, len(rows))
+
+
+@contextlib.contextmanager
+def _strict_float32() -> Iterator[None]:
+    """TF32 off on CUDA while scoring (restored after): TF32 convolutions and matmuls keep 10
+    mantissa bits, so scores would depend on the GPU model and its defaults."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _scorer(run: Run, crop: int, niqe_params, lpips_weights) -> Scorer:
