@@ -97,6 +97,7 @@ class EvaluateConfig(Model):
     weights: Literal["params_ema", "params"] = "params_ema"  # generator weights scored (params_ema: EMA, else params)
     reproducible: Bool = False             # CPU: the same metrics bytes on any AVX2 x86-64 machine (pipeline.numerics)
     threads: Int = Field(0, ge=0)          # CPU threads (0 = all cores); >= 1 with reproducible
+    extra_checkpoints: tuple[Str, ...] = ()  # more generator files scored like net/gan, named by file stem
 
     @model_validator(mode="after")
     def _threads(self) -> EvaluateConfig:

@@ -2,7 +2,11 @@
 
 Bicubic, Real-ESRNet (`<models>/net/generator.pth`) and Real-ESRGAN (`<models>/gan/generator.pth`) on
 the val tiles: eval/metrics.json, per_image.parquet, plots/, grids/, report.md. A model whose file does
-not exist yet is skipped (named in report.md). `--summary` prints the table of an existing eval/ instead.
+not exist yet is skipped (named in report.md). `evaluate.extra_checkpoints` adds more generator files
+(ours, BasicSR's, or any spandrel detects), scored the same way under their file stem; these must
+exist. DVC cannot take deps from a params list, so editing the list re-runs evaluate but replacing
+such a file in place does not (`dvc repro -f evaluate`, or give the new weights a new name).
+`--summary` prints the table of an existing eval/ instead.
 """
 from __future__ import annotations
 
@@ -37,11 +41,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(cfg.evaluate.threads)
 
     from pipeline.evaluate import evaluate
+    from pipeline.evaluate.score import model_names
     from pipeline.io.atomic import atomic_dir
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     models = {name: cfg.paths.models / name / "generator.pth" for name in MODELS}
+    models.update(model_names(cfg.evaluate.extra_checkpoints, taken=("bicubic", *MODELS),
+                              where="evaluate.extra_checkpoints"))
     with atomic_dir(cfg.paths.eval) as tmp:
         evaluate(cfg.paths.hr, cfg.paths.lr, models, tmp, cfg.evaluate, scale=cfg.scale, seed=cfg.seed)
     print(summary(cfg.paths.eval, LABELS))

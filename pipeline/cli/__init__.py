@@ -8,6 +8,8 @@
     realsynth inspect SET [--grid N] [--out GRID.png]
     realsynth replay SET KEY OUT.png
     realsynth upscale --checkpoint C IN OUT [--tile T --overlap O] [--weights W] [--force]
+    realsynth benchmark HR OUT [--preset P] [--seed S] [--scale S] [--split all|train|val] [--force]
+    realsynth score SET --checkpoint C [--checkpoint C2 ...] --out scores.json [--device D] [--tile T] [--force]
     realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped
@@ -22,11 +24,11 @@ import difflib
 import sys
 from pathlib import Path
 
-from pipeline.cli import data, models, repo
+from pipeline.cli import data, models, repo, score
 from pipeline.cli.common import DEFAULT_TILE, PRESET_NAMES, check_out_dir
 
 __all__ = ["DEFAULT_TILE", "PRESET_NAMES", "build_parser", "check_out_dir", "main", "version"]
-COMMANDS = (data, models, repo)  # each adds its subcommands, in this order, to `realsynth --help`
+COMMANDS = (data, models, score, repo)  # each adds its subcommands, in this order, to `realsynth --help`
 
 
 def version() -> str:

@@ -9,7 +9,7 @@ checkpoint does not exist yet (evaluate works after train_net alone).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,14 @@ import pandas as pd
 from pipeline.config import EvaluateConfig
 from pipeline.evaluate import grids, outputs
 from pipeline.evaluate.pairs import grid_picks, iter_pairs, val_pairs
-from pipeline.infer import IMAGE_SUFFIXES, load_generator, resolve_device, upscale
+from pipeline.evaluate.checkpoints import Upscaler, describe, load_upscaler
+from pipeline.infer import IMAGE_SUFFIXES, resolve_device
 from pipeline.io.images import ImageError, read_image
 from pipeline.metrics import lpips, lpips_available, niqe, niqe_available, psnr, ssim
 
 LABELS = {"bicubic": "Bicubic", "net": "Real-ESRNet", "gan": "Real-ESRGAN"}
 METRICS = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "niqe", "lpips")
 LPIPS_NET = "alex"
-
-Upscaler = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -86,10 +85,8 @@ def evaluate(hr_dir: str | Path, lr_dir: str | Path, models: Mapping[str, str | 
         if not path.is_file():
             run.skipped.append(f"model `{name}` ({label(name)}): {path} not found (has its training stage run?)")
             continue
-        net, _, info = load_generator(path, device, scale=scale, weights=cfg.weights)
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(info["opts"].items()))
-        run.models[name] = f"`{path}`: {info['name']} x{info['scale']} ({opts}), `{info['weights']}` weights"
-        upscalers[name] = _net_upscaler(net, scale, cfg.tile, device)
+        upscalers[name], info = load_upscaler(path, device, scale=scale, weights=cfg.weights, tile=cfg.tile)
+        run.models[name] = describe(path, info)
 
     niqe_params = cfg.niqe_params or None
     niqe_ok, why = niqe_available(niqe_params)
@@ -99,7 +96,7 @@ def evaluate(hr_dir: str | Path, lr_dir: str | Path, models: Mapping[str, str | 
     lpips_ok, why = lpips_available(lpips_dir, net=LPIPS_NET)
     if not lpips_ok:
         run.skipped.append(f"metric `lpips`: {why}")
-    scorer = _Scorer(crop=crop, niqe_params=niqe_params if niqe_ok else False,
+    scorer = Scorer(crop=crop, niqe_params=niqe_params if niqe_ok else False,
                      lpips_dir=lpips_dir if lpips_ok else False)
 
     _val(Path(hr_dir), Path(lr_dir), upscalers, scorer, run, cfg, seed)
@@ -112,7 +109,7 @@ def evaluate(hr_dir: str | Path, lr_dir: str | Path, models: Mapping[str, str | 
     return metrics
 
 
-def _val(hr_dir: Path, lr_dir: Path, upscalers: Mapping[str, Upscaler], scorer: _Scorer, run: Run,
+def _val(hr_dir: Path, lr_dir: Path, upscalers: Mapping[str, Upscaler], scorer: Scorer, run: Run,
          cfg: EvaluateConfig, seed: int) -> None:
     """Every method on every val pair: full metrics, the HR tiles' own NIQE, and the val grid."""
     rows = val_pairs(hr_dir, lr_dir, max_images=cfg.max_images, seed=seed)
@@ -137,11 +134,7 @@ def _val(hr_dir: Path, lr_dir: Path, upscalers: Mapping[str, Upscaler], scorer: 
     run.reference["HR tiles"] = _nanmean(hr_niqe)
 
 
-def _net_upscaler(net, scale: int, tile: int, device) -> Upscaler:
-    return lambda img: upscale(net, img, scale, tile=tile, overlap=16, device=device)
-
-
-class _Scorer:
+class Scorer:
     """Per-image metrics; NIQE/LPIPS per-image failures become NaN plus a note."""
 
     def __init__(self, *, crop: int, niqe_params, lpips_dir) -> None:
@@ -193,7 +186,7 @@ class _GridRow:
         self.row.append(grids.enlarge(img[self.y:self.y + self.side, self.x:self.x + self.side], self.factor))
 
 
-def _realworld(folder: Path, upscalers: Mapping[str, Upscaler], scorer: _Scorer, run: Run,
+def _realworld(folder: Path, upscalers: Mapping[str, Upscaler], scorer: Scorer, run: Run,
                grid_crop: int, grid_images: int) -> None:
     """NIQE of each method's output on real low-quality photos (no HR exists), and their grid."""
     if not folder.is_dir():
