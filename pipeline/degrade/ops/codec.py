@@ -128,7 +128,7 @@ def _encoder_options(codec: str, params: Mapping[str, Any], bit_rate: int) -> di
     if codec in ("h264", "hevc"):
         opts["preset"] = preset
         if codec == "hevc":
-            opts["x265-params"] = "log-level=none:pools=1:frame-threads=1"
+            opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"  # no thread pool: runs in this thread
     elif codec == "vp9":
         opts.update({"deadline": "realtime", "cpu-used": preset, "row-mt": "0"})
     elif codec == "av1":
