@@ -85,7 +85,8 @@ def test_codec_names_map_to_real_encoders(name, encoder):
 
 def test_missing_codec_is_one_line_naming_it(monkeypatch):
     monkeypatch.setitem(codec.CODECS, "h266", ("libvvenc-not-built", "vvc"))
-    with pytest.raises(ValueError, match=r"^codec 'h266': this PyAV build's FFmpeg has no encoder 'libvvenc-not-built'$"):
+    msg = r"^codec 'h266': this PyAV build's FFmpeg has no encoder 'libvvenc-not-built'$"
+    with pytest.raises(ValueError, match=msg):
         codec.apply_codec(np.zeros((32, 32, 3), np.float32), codec_params("h264", codec="h266"))
 
 
