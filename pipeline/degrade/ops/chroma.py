@@ -5,8 +5,8 @@ at colour edges, desaturated thin lines, the stair-steps of nearest upsampling.
 
 Filters (per axis that is halved):
 - down `box`: the mean of each pixel pair (centre-sited, as JPEG/JFIF and most still encoders);
-- down `bilinear`: the [1, 3, 3, 1] / 8 tent, bilinear stretched to the factor 2 (swscale's
-  SWS_BILINEAR when it halves a plane), which smooths across pairs;
+- down `bilinear`: the [1, 3, 3, 1] / 8 tent, the bilinear (triangle) kernel stretched to the
+  factor 2 as antialiasing scalers apply it (swscale's SWS_BILINEAR), smoothing across pairs;
 - down `nearest`: the first sample of each pair, dropping the other (cheap hardware encoders);
 - up `nearest` (repeat, as DiffJPEG and simple decoders), `bilinear` (libjpeg's "fancy" upsampling
   and most players), `bicubic` (players with a better scaler).

@@ -10,9 +10,9 @@ Which frame is kept: the middle one, `frames // 2`, and the clip's motion is anc
 crop has offset (0, 0), so the kept frame is aligned with the input). The first frame is always an
 I-frame (intra only, JPEG-like) and the last is often coded as a P-frame at the flush; a middle
 frame is what most frames of a real stream are: a B-frame when the encoder uses them, otherwise P,
-and an I-frame only when the drawn GOP puts a keyframe there (`(frames // 2) % gop == 0`), about as
-often as in a stream with short GOPs. VCISR (Wang et al., 2024) likewise encodes a clip made from
-one image and trains on its decoded frames.
+and normally an I-frame only when the drawn GOP puts a keyframe there (`(frames // 2) % gop == 0`),
+about as often as in a stream with short GOPs. Making a clip from one image follows VCISR (Wang et
+al., video-compression synthetic data for SR); the choice of frame is this module's.
 
 Colour: RGB → YUV and back by swscale with FFmpeg's defaults (BT.601, limited range), as a player
 given an untagged stream would.
