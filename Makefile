@@ -34,6 +34,7 @@ test: setup
 bench: setup
 	python bench/ingest.py
 	python bench/degrade.py
+	python bench/domain_ops.py
 	python bench/loader.py
 	python bench/train_step.py
 
