@@ -15,7 +15,8 @@ from pipeline.config import ShardConfig, parse_params
 from pipeline.data.synthetic import write_synthetic_sets
 from pipeline.io.images import decode_png
 from pipeline.io.shards import ShardSet
-from pipeline.pairs import Limits, align_pair, import_pairs, pair_stem, scale_of
+from pipeline import cli
+from pipeline.pairs import Limits, align_pair, import_pairs, match_files, pair_stem, scale_of
 from pipeline.params import ParamsError
 from pipeline.shard import make_pairs
 from pipeline.shard.pairs import real_counts
@@ -179,3 +180,44 @@ def test_real_pairs_must_match_the_scale_and_lie_in_paths_real(imported, tmp_pat
     (30, 0.25, 4, [3, 3, 2, 2]), (30, 0.25, 0, []), (0, 0.5, 2, [0, 0]), (9, 0.5, 2, [5, 4])])
 def test_real_counts_make_the_fraction(synthetic, fraction, pairs, counts):
     assert real_counts(synthetic, fraction, pairs) == counts
+
+
+def test_cli_detects_the_scale_refuses_a_full_out_and_errors_in_one_line(imported, tmp_path, capsys):
+    gt, lq, good, *_ = imported
+    out = tmp_path / "real"
+    assert cli.main(["pairs", str(gt), str(lq), str(out), "--workers", "1"]) == 0   # no --scale: x4 detected
+    assert capsys.readouterr().out.startswith(f"pairs: {len(good)} pairs (x4; train ")
+    index = ShardSet(out).index
+    assert (index["scale"] == 4).all() and (index["scale_from"] == "detected").all()
+    reasons = _rejects(out, gt.parent)
+    assert reasons["LQ/half_x4.png"] == "scale x2, but most pairs are x4 (pass --scale to choose)"
+    assert cli.main(["pairs", str(gt), str(lq), str(out)]) == 1                       # OUT not empty
+    assert capsys.readouterr().err == f"realsynth: error: {out}: folder exists and is not empty (4 entries); " \
+                                      "pass --force to replace it\n"
+    assert cli.main(["pairs", str(gt), str(tmp_path / "nowhere"), str(tmp_path / "o2")]) == 1
+    assert capsys.readouterr().err == f"realsynth: error: {tmp_path / 'nowhere'}: no such folder\n"
+    assert cli.main(["pairs", str(gt), str(lq), str(tmp_path / "o3"), "--scale", "5"]) == 1
+    assert capsys.readouterr().err.startswith("realsynth: error: --scale: expected one of [1, 2, 3, 4, 8], got 5")
+
+
+def test_names_pair_by_stem_without_role_and_scale_suffixes(tmp_path):
+    assert {pair_stem(n) for n in ("0001.png", "0001x4.png", "0001_x4.png")} == {"0001"}
+    assert {pair_stem(n) for n in ("a/Canon_001_HR.png", "a/Canon_001_LR4.png", "a/Canon_001_x1.tif")} == {"a/Canon_001"}
+    assert pair_stem("box4.png") == "box4" and pair_stem("lr.png") == "lr" and pair_stem("b_GT.jpg") == pair_stem("b_LQ.png")
+    for name in ("a.png", "a_LR.png"):
+        _write(tmp_path / "LQ" / name, np.zeros((24, 24, 3), np.uint8))
+    _write(tmp_path / "GT" / "a.png", np.zeros((96, 96, 3), np.uint8))
+    pairs, rejects = match_files(tmp_path / "GT", tmp_path / "LQ")
+    assert pairs == [] and [(p.name, r) for p, r in rejects] == [
+        ("a.png", "ambiguous: 2 LR files pair as 'a' (a.png, a_LR.png)"),
+        ("a_LR.png", "ambiguous: 2 LR files pair as 'a' (a.png, a_LR.png)")]
+    assert scale_of((400, 448), (100, 112), None, 8) == 4
+    assert scale_of((403, 448), (100, 112), 4, 0.5) == "no integer scale: HR 448x403 is x4 by x4.03 of LR 112x100; " \
+                                                        "expected one of [1, 2, 3, 4, 8] (within 0.5 LR px a side)"
+
+
+def test_scale_one_refuses_a_sub_pixel_residual_above_the_bound():
+    img = _crop(_photo("astronaut"))
+    moved = cv2.warpAffine(img, np.float32([[1, 0, -0.4], [0, 1, 0]]), img.shape[1::-1], flags=cv2.INTER_LINEAR)
+    assert align_pair(img, moved, 1).startswith("misaligned by a residual (")
+    assert not isinstance(align_pair(img, moved, 1, Limits(max_residual=0.45)), str)
