@@ -41,15 +41,17 @@ class PathsConfig(Model):
     models: PathField = Path("models")     # train outputs: net/ and gan/
     eval: PathField = Path("eval")         # evaluate outputs
     photos: PathField = Path("photos")     # the user's photos: every ingest source but 'sample' lies here
+    real: PathField = Path("data/real")    # real-pair sets (`realsynth pairs`): a dependency of shard
 
     @model_validator(mode="after")
     def _photos_apart(self) -> PathsConfig:
-        """`photos` is a dependency of ingest, so it must hold no stage's output (DVC would see a cycle)."""
-        for name in ("hr", "lr", "pairs", "models", "eval"):
-            other = getattr(self, name)
-            if within(other, self.photos) or within(self.photos, other):
-                raise invalid("photos", f"expected a folder apart from paths.{name} ({other}), "
-                                        f"got {str(self.photos)!r}")
+        """`photos` is a dependency of ingest and `real` one of shard, so neither may hold a stage's
+        output (DVC would see a cycle), nor each other."""
+        for mine, name in [("photos", n) for n in ("hr", "lr", "pairs", "models", "eval")] + \
+                          [("real", n) for n in ("hr", "lr", "pairs", "models", "eval", "photos")]:
+            other, path = getattr(self, name), getattr(self, mine)
+            if within(other, path) or within(path, other):
+                raise invalid(mine, f"expected a folder apart from paths.{name} ({other}), got {str(path)!r}")
         return self
 
 
@@ -82,6 +84,14 @@ class ShardConfig(Model):
     shard_bytes: Int = Field(256 << 20, ge=1)  # target tar shard size
     min_shards: Int = Field(4, ge=1)       # at least world_size x workers shards per split
     workers: Int = Field(0, ge=0)          # processes (0 = all cores)
+    real_pairs: Str = ""                   # a real-pair set (`realsynth pairs`) inside paths.real to mix in; '' = none
+    real_fraction: Float = Field(0.25, ge=0.0, lt=1.0)  # share of each split's patches cut from real_pairs
+
+    @model_validator(mode="after")
+    def _real(self) -> ShardConfig:
+        if self.real_pairs and self.real_fraction == 0:
+            raise invalid("real_fraction", "expected > 0 when shard.real_pairs is set (or real_pairs: ''), got 0")
+        return self
 
 
 class EvaluateConfig(Model):
@@ -208,6 +218,9 @@ def parse_params(data: dict | None, sections: tuple[str, ...] | None = None, sou
                        else build(cls, data.get(name), name))
     if "ingest" in built:
         check_sources(built["ingest"].sources, params.paths.photos)
+    if "shard" in built and built["shard"].real_pairs and not within(built["shard"].real_pairs, params.paths.real):
+        raise ParamsError(f"shard.real_pairs: expected '' or a set inside paths.real ({str(params.paths.real)!r}), "
+                          f"the folder DVC tracks for shard, got {built['shard'].real_pairs!r}")
     return params.model_copy(update=built)
 
 

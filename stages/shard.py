@@ -1,4 +1,4 @@
-"""DVC stage `shard`: `paths.hr` + `paths.lr` → `paths.pairs` (train/ and val/ patch shard sets, report)."""
+"""DVC stage `shard`: `paths.hr` + `paths.lr` (+ `shard.real_pairs`) → `paths.pairs` (train/ and val/ patch shard sets, report)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"shard: {stats.used}/{stats.lr_tiles} pairs -> {stats.train_patches} train patches in {stats.train_shards} "
           f"shards, {stats.val_patches} val patches in {stats.val_shards} shards -> {cfg.paths.pairs}; "
           f"{stats.skipped} pairs skipped (see {cfg.paths.pairs}/skipped.csv)")
+    if cfg.shard.real_pairs:
+        print(f"shard: of those, {stats.real_train_patches} train and {stats.real_val_patches} val patches from "
+              f"{stats.real_pairs} real pairs in {cfg.shard.real_pairs}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
     realsynth recipes OUT [--preset P] [--n N] [--seed S] [--force]
     realsynth inspect SET [--grid N] [--out GRID.png]
     realsynth replay SET KEY OUT.png
+    realsynth pairs GT_DIR LQ_DIR OUT [--scale S] [--max-shift PX] [--max-residual PX] [--val-fraction F] [--force]
     realsynth upscale --checkpoint C IN OUT [--tile T --overlap O] [--weights W] [--force]
     realsynth benchmark HR OUT [--preset P] [--seed S] [--scale S] [--split all|train|val] [--force]
     realsynth score SET --checkpoint C [--checkpoint C2 ...] --out scores.json [--device D] [--tile T] [--force]
@@ -24,11 +25,11 @@ import difflib
 import sys
 from pathlib import Path
 
-from pipeline.cli import data, models, repo, score
+from pipeline.cli import data, models, pairs, repo, score
 from pipeline.cli.common import DEFAULT_TILE, PRESET_NAMES, check_out_dir
 
 __all__ = ["DEFAULT_TILE", "PRESET_NAMES", "build_parser", "check_out_dir", "main", "version"]
-COMMANDS = (data, models, score, repo)  # each adds its subcommands, in this order, to `realsynth --help`
+COMMANDS = (data, pairs, models, score, repo)  # each adds its subcommands, in this order, to `realsynth --help`
 
 
 def version() -> str:

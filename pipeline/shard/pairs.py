@@ -7,6 +7,11 @@ worker count or order. The patches of each split are then written in the order o
 permutation: the stored key starts with the patch's rank in it (`00000042_<lr_key>_p03`), so the
 sorted key order that the shard writer requires *is* the shuffled order.
 
+With `shard.real_pairs` set, a real-pair set (`realsynth pairs`: captured HR/LR photos, aligned)
+adds `shard.real_fraction` of each split's patches, cut the same way from its pairs (random windows,
+`real_counts` of them per pair), split by its own `split` column (by HR photo), with `source`
+`<set>:<photo>` and empty recipe columns. Without it the output is what it always was, byte for byte.
+
 Patches go through a spill file on disk between the parallel cut and the ordered write, so memory
 stays flat whatever the corpus size; the spill is deleted before the output is complete.
 
@@ -48,6 +53,9 @@ class PairStats:
     val_patches: int
     train_shards: int
     val_shards: int
+    real_pairs: int = 0          # pairs of `shard.real_pairs` that gave patches
+    real_train_patches: int = 0  # of train_patches
+    real_val_patches: int = 0    # of val_patches
 
 
 @dataclass(frozen=True)
@@ -84,12 +92,13 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
     An HR tile up to `scale - 1` px larger than LR × `scale` is cropped top-left to it first, as
     degrade does before degrading (`crop_to_scale`). A pair is skipped (and listed in `skipped.csv`
     and `report.md`) when its HR tile is missing, its LR size × `scale` is not its (cropped) HR
-    size, or its LR is smaller than the LR patch.
+    size, or its LR is smaller than the LR patch. `cfg.real_pairs` (a path, '' = none) mixes a
+    real-pair set in (module docstring).
 
     Raises:
         ValueError: `cfg.patch_size` not a multiple of `scale`; an LR index without `hr_key`; an
             LR tile whose split disagrees with its HR tile; a source photo in both splits; no pair
-            usable at all.
+            usable at all; a real-pair set at another scale, or with no train pair that fits a patch.
         ShardError: an index that disagrees with its tar, or a PNG that fails to decode.
         FileNotFoundError: a missing set.
     """
@@ -104,22 +113,22 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     spill_path = out_dir / ".spill.bin"
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    real: dict[str, int] | None = None
     try:
         with open(spill_path, "w+b") as spill:
-            for job, cut in zip(jobs, ordered_map(_cut_pair, jobs, workers=cfg.workers, desc="shard: cut")):
-                if isinstance(cut, str):
-                    skipped.append((job.lr_key, cut))
-                    continue
-                for c in cut:
-                    hr_at = spill.tell()
-                    spill.write(c.hr_png)
-                    spill.write(c.lr_png)
-                    rows[job.split].append({"meta": meta[job.lr_key], "n": c.n, "lr_y": c.lr_y, "lr_x": c.lr_x,
-                                            "spill": (hr_at, len(c.hr_png), len(c.lr_png))})
-            spill.flush()
+            _cut_into(spill, rows, skipped, jobs, meta, cfg.workers)
             if not any(rows.values()):
                 shown = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
                 raise ValueError(f"shard: no usable pair among {lr_tiles} LR tiles ({shown or 'empty LR set'})")
+            used = len({r["meta"]["lr_key"] for split in SPLITS for r in rows[split]})
+            if cfg.real_pairs:
+                synthetic = {split: len(rows[split]) for split in SPLITS}
+                real_jobs, real_skipped, real_meta = _plan_real(ShardSet(cfg.real_pairs), synthetic, cfg,
+                                                                _recipe_columns(lr_set.index), seed=seed, scale=scale)
+                skipped += real_skipped
+                _cut_into(spill, rows, skipped, real_jobs, real_meta, cfg.workers)
+                real = {"pairs": len(real_jobs), **{s: len(rows[s]) - synthetic[s] for s in SPLITS}}
+            spill.flush()
             _check_hygiene(rows)
             counts = {}
             for split in SPLITS:
@@ -129,11 +138,74 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
         spill_path.unlink(missing_ok=True)
     skipped.sort()
     pd.DataFrame(skipped, columns=["lr_key", "reason"]).to_csv(out_dir / "skipped.csv", index=False)
-    used = len({r["meta"]["lr_key"] for split in SPLITS for r in rows[split]})
-    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=lr_tiles, used=used, skipped=skipped)
+    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=lr_tiles, used=used, skipped=skipped, real=real)
     return PairStats(lr_tiles=lr_tiles, used=used, skipped=len(skipped),
                      train_patches=counts["train"][0], val_patches=counts["val"][0],
-                     train_shards=counts["train"][1], val_shards=counts["val"][1])
+                     train_shards=counts["train"][1], val_shards=counts["val"][1],
+                     real_pairs=real["pairs"] if real else 0, real_train_patches=real["train"] if real else 0,
+                     real_val_patches=real["val"] if real else 0)
+
+
+def real_counts(synthetic: int, fraction: float, pairs: int) -> list[int]:
+    """Patches for each of `pairs` real pairs so that they make `fraction` of a split with `synthetic`
+    synthetic patches: round(synthetic · fraction / (1 − fraction)) in all, spread evenly (the first
+    pairs in key order take one more). A real pair may repeat windows; a split without real pairs gets none."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    total = round(synthetic * fraction / (1 - fraction)) if pairs else 0
+    return [total // pairs + (i < total % pairs) for i in range(pairs)]
+
+
+def _cut_into(spill, rows: dict[str, list[dict[str, Any]]], skipped: list[tuple[str, str]], jobs: list[_Job],
+              meta: dict[str, dict[str, Any]], workers: int) -> None:
+    """Cut `jobs` in parallel, spill their PNGs, append their rows (job order) or skip reasons."""
+    for job, cut in zip(jobs, ordered_map(_cut_pair, jobs, workers=workers, desc="shard: cut")):
+        if isinstance(cut, str):
+            skipped.append((job.lr_key, cut))
+            continue
+        for c in cut:
+            hr_at = spill.tell()
+            spill.write(c.hr_png)
+            spill.write(c.lr_png)
+            rows[job.split].append({"meta": meta[job.lr_key], "n": c.n, "lr_y": c.lr_y, "lr_x": c.lr_x,
+                                    "spill": (hr_at, len(c.hr_png), len(c.lr_png))})
+
+
+def _plan_real(real_set: ShardSet, synthetic: dict[str, int], cfg: ShardConfig, recipe_cols: list[str], *,
+               seed: int, scale: int) -> tuple[list[_Job], list[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """Jobs cutting `real_counts` random windows from each pair of a real-pair set (`realsynth pairs`),
+    split by the set's own `split` (by HR photo); recipe columns empty, `source` naming the set."""
+    index, where = real_set.index, real_set.path / INDEX
+    for col in ("key", "split", "scale", "height", "width", "lr_height", "lr_width", "source", "source_sha256",
+                "size_hr_png", "size_lr_png"):
+        if col not in index.columns:
+            raise ValueError(f"{where}: missing column {col!r} (is {real_set.path} a set from `realsynth pairs`?)")
+    if len(index) and set(index["scale"]) != {scale}:
+        raise ValueError(f"{where}: real pairs at scale {sorted(set(index['scale']))}, but scale is {scale}")
+    p = cfg.patch_size // scale
+    jobs, skipped, meta = [], [], {}
+    for split in SPLITS:
+        usable = []
+        for row in index[index["split"] == split].sort_values("key").to_dict("records"):
+            if row["lr_height"] < p or row["lr_width"] < p:
+                skipped.append((row["key"], f"LR {row['lr_width']}x{row['lr_height']} smaller than the LR patch {p}x{p}"))
+            else:
+                usable.append(row)
+        if split == "train" and not usable:
+            raise ValueError(f"{where}: no real pair of the train split fits a {p}x{p} LR patch")
+        for row, n in zip(usable, real_counts(synthetic[split], cfg.real_fraction, len(usable))):
+            key = str(row["key"])
+            if n:
+                jobs.append(_Job(key, key, split, real_set.member(key, "lr.png"), real_set.member(key, "hr.png"),
+                                 (int(row["lr_height"]), int(row["lr_width"])), (int(row["height"]), int(row["width"])),
+                                 n, "random", cfg.patch_size, scale, seed))
+                meta[key] = {"lr_key": key, "hr_key": key, "split": split, "source": f"{real_set.path}:{row['source']}",
+                             "photo": str(row["source_sha256"]), "variant": 0, "recipe": dict.fromkeys(recipe_cols)}
+    return jobs, skipped, meta
+
+
+def _recipe_columns(lr: pd.DataFrame) -> list[str]:
+    return [c for c in lr.columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_"))]
 
 
 def lr_windows(lr_hw: tuple[int, int], lr_patch: int, *, n: int, mode: str,
@@ -176,7 +248,7 @@ def _plan(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
     if hr is None and not own_hr:
         raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
     hr_rows = {} if hr is None else {str(r["key"]): r for r in hr.to_dict("records")}
-    recipe_cols = [c for c in lr.columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_"))]
+    recipe_cols = _recipe_columns(lr)
     jobs: list[_Job] = []
     skipped: list[tuple[str, str]] = []
     meta: dict[str, dict[str, Any]] = {}
@@ -286,7 +358,7 @@ def _write_split(out: Path, split: str, rows: list[dict[str, Any]], spill_fd: in
 
 
 def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tiles: int, used: int,
-                  skipped: list[tuple[str, str]]) -> None:
+                  skipped: list[tuple[str, str]], real: dict[str, int] | None = None) -> None:
     split_rows, examples = [], []
     for split in SPLITS:
         shards = ShardSet(out / split)
@@ -308,7 +380,10 @@ def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tile
         "# shard report", "",
         f"- scale x{scale}: HR patches {cfg.patch_size}x{cfg.patch_size} px, LR patches {p}x{p} px, cut on the LR grid",
         f"- windows: {cfg.mode}, {per_pair} per pair; seed {seed}; patches shuffled by a seeded permutation",
-        f"- LR tiles: {lr_tiles}; pairs used: {used}; skipped: {len(skipped)} (all in skipped.csv)", "",
+        f"- LR tiles: {lr_tiles}; pairs used: {used}; skipped: {len(skipped)} (all in skipped.csv)",
+        *([f"- real pairs from {cfg.real_pairs}: {real['pairs']} pairs gave {real['train']} train and {real['val']} "
+           f"val patches (shard.real_fraction {cfg.real_fraction} of each split; no recipe columns)"] if real else []),
+        "",
         "## Splits", "", markdown_table(pd.DataFrame(split_rows)), "",
         "## Skipped pairs" + (f" (first 50 of {len(skipped)})" if len(skipped) > 50 else ""), "", skip_table, "",
         "## Example pairs", "", "Two pairs per row: HR patch, then its LR patch upscaled with nearest neighbour (artefacts visible).",
