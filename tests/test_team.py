@@ -148,7 +148,7 @@ def _free_port() -> int:
 @pytest.fixture
 def s3_server():
     """moto's S3 API server on a free loopback port, with an empty bucket; stopped after the test."""
-    boto3 = pytest.importorskip("boto3")   # from moto[server] in the test extra
+    import boto3   # comes with moto[server] (the test extra), as moto_server does
     port = _free_port()
     server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
