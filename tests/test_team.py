@@ -137,6 +137,13 @@ def test_round_trip_through_a_local_folder_remote(origin):
     _publish(origin, "nfs", ("add", "nfs", str(store)))
     assert any(store.rglob("*")), f"nothing pushed to {store}"
     _assert_clean(origin, _teammate(origin, "bob", "nfs"))
+    # the model registry's way: a version tag (what `gto register` makes), then one generator by name
+    _run(origin, "git", "tag", "-a", "realesrgan@v0.1.0", "-m", "Registering artifact realesrgan version v0.1.0")
+    _run(origin, "git", "push", "-q", "origin", "realesrgan@v0.1.0")
+    got = origin.parent / "realesrgan.pth"
+    _dvc(origin.parent, "artifacts", "get", str(origin.parent / "origin.git"), "realesrgan", "--remote", "nfs",
+         "-o", str(got))
+    assert got.read_bytes() == (origin / GENERATORS[1]).read_bytes()
 
 
 def _free_port() -> int:
@@ -181,6 +188,26 @@ def test_round_trip_through_an_s3_remote(origin, s3_server):
     assert keys and all(k.startswith("realsynth/files/md5/") for k in keys), keys[:5]
     assert "secret_access_key" not in (origin / ".dvc" / "config").read_text()   # credentials stay out of git
     _assert_clean(origin, _teammate(origin, "carol", "s3", local=creds))
+
+
+@pytest.mark.slow
+def test_an_experiment_resumes_where_it_ran_and_travels_by_exp_push(origin):
+    """`dvc exp run` resumes from the local ckpt/ (no DVC output, so DVC leaves it alone); `dvc exp push`
+    sends the experiment's commit to git and its outputs to the remote; `dvc exp pull` in a clone gets both."""
+    _publish(origin, "exps", ("add", "exps", str(origin.parent / "exps-store")))
+    clone = _teammate(origin, "dave", "exps")
+    try:
+        out = _dvc(origin, "exp", "run", "-n", "longer", "-S", "train_net.iterations=6", "train_net")
+        assert "resuming from models/net/ckpt/step_00000004.pt at step 4" in out, out
+        _dvc(origin, "exp", "push", "-r", "exps", "origin", "longer")
+    finally:   # back to the committed workspace for any test after this one
+        _run(origin, "git", "reset", "-q", "--hard")
+        _dvc(origin, "checkout", "--force")
+    _dvc(clone, "exp", "pull", "-r", "exps", "origin", "longer")
+    _dvc(clone, "exp", "apply", "longer")
+    assert json.loads((clone / "models/net/live/metrics.json").read_text())["step"] == 6
+    assert json.loads(_dvc(clone, "status", "train_net", "--json")) == {}
+    assert "Running stage" not in _dvc(clone, "repro", "train_net")
 
 
 def test_both_generators_are_model_artifacts(tmp_path):
