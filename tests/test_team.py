@@ -136,7 +136,10 @@ def test_round_trip_through_a_local_folder_remote(origin):
     store = origin.parent / "nfs" / "realsynth-dvc"
     _publish(origin, "nfs", ("add", "nfs", str(store)))
     assert any(store.rglob("*")), f"nothing pushed to {store}"
-    _assert_clean(origin, _teammate(origin, "bob", "nfs"))
+    bob = _teammate(origin, "bob", "nfs")
+    _assert_clean(origin, bob)
+    shown = json.loads(_dvc(bob, "plots", "show", "--json"))   # curves from the remote, CSVs from git
+    assert "errors" not in shown and shown["data"]["Training losses (Real-ESRNet, Real-ESRGAN)"], shown.get("errors")
     # the model registry's way: a version tag (what `gto register` makes), then one generator by name
     _run(origin, "git", "tag", "-a", "realesrgan@v0.1.0", "-m", "Registering artifact realesrgan version v0.1.0")
     _run(origin, "git", "push", "-q", "origin", "realesrgan@v0.1.0")
