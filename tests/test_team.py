@@ -42,6 +42,7 @@ KEY, SECRET = "testing", "testing"   # moto takes any credentials; real ones nev
 
 def _env() -> dict[str, str]:
     return {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "AWS_EC2_METADATA_DISABLED": "true",   # botocore never asks a cloud metadata address
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
