@@ -35,7 +35,13 @@ def open_live(live_dir: Path, *, resume_step: int) -> Live:
     """A Live logger in `live_dir`; resume_step > 0 keeps (and trims) the history, 0 starts it empty."""
     if resume_step > 0:
         trim_history(live_dir, resume_step)
-    return Live(str(live_dir), resume=resume_step > 0, dvcyaml=None, save_dvc_exp=False, report=None)
+    try:
+        return Live(str(live_dir), resume=resume_step > 0, dvcyaml=None, save_dvc_exp=False, report=None)
+    except Exception as err:  # noqa: BLE001 - scmrepo's SCMError; dvclive reads the git HEAD it logs against
+        if "Empty git repo" not in str(err):
+            raise
+        raise ValueError("dvclive needs a first git commit in this repository to log against; "
+                         "commit (`git add -A && git commit -m init`), then run again") from None
 
 
 def trim_history(live_dir: Path, step: int) -> None:
