@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=4 -m stages.train --phase gan      # DDP, batch_size per GPU
 
 Outputs: `generator.pth` (params_ema, params), `live/` (dvclive metrics, plots, images) and `ckpt/`
-(resume state: declare it `persist: true` so DVC keeps it; a run restarted with the same config
+(resume state: not a DVC output, so DVC never deletes it and never shares it; a run restarted with the same config
 continues from its last checkpoint, another config starts fresh and says why).
 With `reproducible: true` the CPU numerics are pinned first (`pipeline.numerics`), so a CPU run gives
 the same bytes on any AVX2 x86-64 machine.
