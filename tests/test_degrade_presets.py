@@ -11,11 +11,16 @@ from pipeline.params import build
 # sha256 over the recipe JSON of 50 samples (keys k0..k49, variant i % 3), recorded before presets
 # became data: a data-driven sampler must consume each generator in exactly the old order.
 RECIPE_JSON_PINS = {
-    ("realesrgan-x4plus", None): None,
-    ("realesrgan-x2plus", None): None,
-    ("bsrgan", None): None,
-    ("bsrgan", 2): None,
-    ("realesrgan-x4plus", 1): None,
+    ("realesrgan-x4plus", None):
+        "e5c2a1bd89d79b4c3ba16df56016825989f0e0143d2aaf071a4f0038927344c5",
+    ("realesrgan-x2plus", None):
+        "dd303a7aee2e225d596a1f9d02b2591b1a42f11d59457eb79aac644b7c5cc0e9",
+    ("bsrgan", None):
+        "c84659c836b2022571a71930d91f9c4aa706dc97563dca98cad9fd1a366a0698",
+    ("bsrgan", 2):
+        "745cb3159cf26650496871bcab090435be54edc55d3e7f18da2c72a958742a9c",
+    ("realesrgan-x4plus", 1):
+        "b55db4392827ac6400fef3beaa2bea0283ebb76bdb615afe4971c7ba0ab5a5ec",
 }
 
 
