@@ -87,7 +87,7 @@ def test_columns_are_exactly_design_section_4():
 
 
 def test_padded_kernels_are_21x21_and_skipped_blur_is_the_unit_pulse():
-    cfg = cfg_of(blur2={"prob": 0.0}, final={"sinc_prob": 0.0})
+    cfg = cfg_of(blur2={"prob": 0.0}, sinc_final={"prob": 0.0})
     k = padded_kernels(sample_recipe(cfg, 0, "k", 0))
     assert {n: v.shape for n, v in k.items()} == {"blur1": (21, 21), "blur2": (21, 21), "final": (21, 21)}
     pulse = np.zeros((21, 21), np.float32)
@@ -161,9 +161,9 @@ def test_resize_noise_and_final_branches_follow_the_configured_probabilities(dra
 
 
 def test_overrides_replace_preset_values():
-    cfg = cfg_of(blur2={"sigma_range": [0.5, 0.6], "sinc_prob": 0.0, "prob": 1.0}, final={"sinc_prob": 0.0},
+    cfg = cfg_of(blur2={"sigma_range": [0.5, 0.6], "sinc_prob": 0.0, "prob": 1.0}, sinc_final={"prob": 0.0},
                  resize1={"mode_probs": {"up": 1.0}})
-    assert cfg.settings.blur2.sigma_range == (0.5, 0.6) and cfg.settings.blur1.sigma_range == (0.2, 3.0)
+    assert cfg.settings.step("blur2").sigma_range == (0.5, 0.6) and cfg.settings.step("blur1").sigma_range == (0.2, 3.0)
     rows = pd.DataFrame([recipe_columns(sample_recipe(cfg, 0, f"k{i}", 0)) for i in range(300)])
     assert rows["blur2_sigma_x"].between(0.5, 0.6).all()
     assert (rows["final_kind"] == "none").all() and (rows["resize1_mode"] == "up").all()
@@ -171,15 +171,16 @@ def test_overrides_replace_preset_values():
 
 def test_overrides_merge_into_the_preset_key_by_key_and_replace_mappings_whole():
     cfg = cfg_of(blur1={"kernel_probs": {"iso": 1.0}}, blur2=None, noise1={})
-    assert cfg.settings.blur1.kernel_probs == {"iso": 1.0} and cfg.settings.blur1.sigma_range == (0.2, 3.0)
+    blur1 = cfg.settings.step("blur1")
+    assert blur1.kernel_probs == {"iso": 1.0} and blur1.sigma_range == (0.2, 3.0)
     assert cfg.settings == cfg_of(blur1={"kernel_probs": {"iso": 1.0}}).settings  # empty groups change nothing
-    assert cfg.settings.blur2 == preset_settings("realesrgan-x4plus").blur2
+    assert cfg.settings.step("blur2") == preset_settings("realesrgan-x4plus").step("blur2")
 
 
 def test_x2plus_differs_from_x4plus_only_in_scale():
     x2, x4 = cfg_of(preset="realesrgan-x2plus"), cfg_of()
-    same = {"preset": "x", "scale": 0}
-    assert x2.settings.model_copy(update=same) == x4.settings.model_copy(update=same)
+    same = {"name": "x", "scale": 0}
+    assert {**x2.settings.to_data(), **same} == {**x4.settings.to_data(), **same}
     assert sample_recipe(x2, 0, "k", 0).scale == 2
 
 
@@ -227,24 +228,29 @@ def test_draw_recipes_writes_table_kernels_and_report(tmp_path):
      "degrade.resize1.mode_probs: expected probabilities in [0, 1] summing to 1.0, got [0.5, 0.6, 0.1]"),
     ({"blur2": {"kernel_probs": {"iso": 0.5, "aniso": 0.4}}}, "degrade.blur2.kernel_probs: expected probabilities"),
     ({"blur2": {"kernel_probs": {"box": 1.0}}}, "degrade.blur2.kernel_probs: expected kernel families"),
-    ({"final": {"size_range": [8, 21]}}, "degrade.final.size_range[0]: expected an odd integer in [1, 21], got 8"),
+    ({"sinc_final": {"size_range": [8, 21]}}, "degrade.sinc_final.size_range[0]: expected an odd integer in [1, 21], got 8"),
     ({"blur1": {"size_range": [7, 23]}}, "degrade.blur1.size_range[1]: expected an odd integer in [1, 21], got 23"),
     ({"usm": {"size": 50}}, "degrade.usm.size: expected an odd integer in [3, inf], got 50"),
     ({"jpeg1": {"quality_range": [0, 95]}}, "degrade.jpeg1.quality_range: expected [lo, hi] with 1 <= lo <= hi <= 100, got [0, 95]"),
-    ({"final": {"jpeg_quality_range": [30, 101]}}, "degrade.final.jpeg_quality_range: expected [lo, hi] with 1 <= lo <= hi <= 100"),
+    ({"jpeg_final": {"quality_range": [30, 101]}}, "degrade.jpeg_final.quality_range: expected [lo, hi] with 1 <= lo <= hi <= 100"),
     ({"noise2": {"gray_prob": 1.5}}, "degrade.noise2.gray_prob: expected 0.0 <= value <= 1.0, got 1.5"),
     ({"blur1": {"sigma_range": [1]}}, "degrade.blur1.sigma_range: expected a list of 2 values, got [1]"),
-    ({"final": {"interps": ["nearest"]}},
-     "degrade.final.interps[0]: expected one of ['area', 'bilinear', 'bicubic'], got 'nearest'"),
+    ({"resize_final": {"interps": ["nearest"]}},
+     "degrade.resize_final.interps[0]: expected one of ['area', 'bilinear', 'bicubic'], got 'nearest'"),
     ({"usm": {"enabled": "yes"}}, "degrade.usm.enabled: expected true or false, got 'yes'"),
     ({"blur1": 5}, "degrade.blur1: expected a mapping of keys, got 5"),
     ({"blur1": {"beta_plateau_range": [1.5, 2.0]}}, "degrade.blur1.beta_plateau_range: expected [lo, hi] with 0 < lo <= 1 <= hi"),
     ({"blur1": {"sigma": 1.0}}, "degrade.blur1.sigma: unknown key"),
-    ({"preset": "esrgan"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'], got 'esrgan'"),
+    ({"preset": "esrgan"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'] or a preset file, got 'esrgan'"),
     ({"variants": 0}, "degrade.variants: expected 1 <= value, got 0"),
-    ({"preset": "bsrgan", "resize2": {"scale_range": [0.5, 1.0]}}, "degrade.resize2: not used by the bsrgan preset; remove it"),
-    ({"preset": "bsrgan", "final": {"sinc_prob": 0.5}}, "degrade.final.sinc_prob: not used by the bsrgan preset"),
-    ({"camera": {"prob": 0.5}}, "degrade.camera: not used by the realesrgan-x4plus preset"),
+    ({"preset": "bsrgan", "resize2": {"scale_range": [0.5, 1.0]}}, "degrade.resize2: not a step of the bsrgan preset; its steps: ['down0'"),
+    ({"preset": "bsrgan", "resize1": {"mode_probs": {"down": 1.0}}}, "degrade.resize1.mode_probs: unknown key"),
+    ({"final": {"sinc_prob": 0.5}}, "degrade.final.sinc_prob: unknown key; allowed keys: ['before', 'name'"),
+    ({"final": {"order_probs": {"resize_sinc_jpeg": 0.5}}}, "degrade.final: a choice group needs `orders` and"),
+    ({"blur1": {"op": "noise"}}, "degrade.blur1.op: set by the preset, not overridable"),
+    ({"preset": "no/such.yaml"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'] "
+                                 "or a preset file, got 'no/such.yaml'"),
+    ({"camera": {"prob": 0.5}}, "degrade.camera: not a step of the realesrgan-x4plus preset"),
     ({"preset": "bsrgan", "backend": "dali"}, "degrade.backend: expected 'auto' or 'reference' with the bsrgan preset"),
 ])
 def test_bad_params_fail_with_one_line_naming_the_key(data, message):

@@ -243,7 +243,7 @@ def test_cli_degrade_replay_and_recipes(hr_set, tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("lr: no sample with key 'nope'")
     assert cli.main(["degrade", str(hr_set), str(tmp_path / "x"), "--preset", "esrgan"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"realsynth: error: degrade.preset: expected one of {list(PRESETS)}, got 'esrgan'"
+    assert err == f"realsynth: error: degrade.preset: expected one of {list(PRESETS)} or a preset file, got 'esrgan'"
     assert not (tmp_path / "x").exists()
     assert cli.main(["recipes", str(tmp_path / "rec"), "--preset", "bsrgan", "--n", "50", "--scale", "2"]) == 0
     recipes = pd.read_parquet(tmp_path / "rec" / "recipes.parquet")

@@ -68,7 +68,7 @@ def _recipes(args: argparse.Namespace) -> int:
     check_out_dir(args.out, args.force)
     with atomic_dir(args.out) as tmp:
         run.draw_recipes(tmp, cfg, n=args.n, seed=args.seed, scale=_scale(args, cfg))
-    print(f"recipes: {args.n} recipes -> {args.out}/recipes.parquet, kernels.npz, report.md")
+    print(f"recipes: {args.n} recipes -> {args.out}/recipes.parquet, kernels.npz, report.md, preset.yaml")
     return 0
 
 
@@ -118,10 +118,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("out", metavar="OUT", help="new LR shard set directory (written atomically)")
         else:
             p.add_argument("out", metavar="OUT",
-                           help="new directory: recipes.parquet, kernels.npz, report.md (written atomically)")
+                           help="new directory: recipes.parquet, kernels.npz, report.md, preset.yaml "
+                                "(written atomically)")
         p.add_argument("--preset", metavar="P",
-                       help=f"{' | '.join(PRESET_NAMES)} (realesrgan-x4plus); ranges and probabilities "
-                            "come from the preset")
+                       help=f"{' | '.join(PRESET_NAMES)} (realesrgan-x4plus), or a preset YAML file (as "
+                            "`recipes` writes to OUT/preset.yaml); steps, ranges and probabilities come from it")
         p.add_argument("--scale", type=int, metavar="S",
                        help="SR factor: 1, 2, 3, 4 or 8 (the preset's: 2 for realesrgan-x2plus, else 4)")
         p.add_argument("--seed", type=int, default=0, metavar="N",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .config import DegradeConfig, Settings, preset_settings
-from .recipe import Recipe, recipe_columns, sample_recipe
+from .draw import sample_recipe
+from .recipe import Recipe, recipe_columns
 from .geometry import TooSmallError
 
 BACKENDS = ("reference", "dali")

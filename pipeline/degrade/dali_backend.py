@@ -92,6 +92,27 @@ def gpu_device_id(env: Mapping[str, str] = os.environ, count: int | None = None)
     return int(local) % count if count > 0 else 0
 
 
+def _structure(preset) -> list:
+    """A preset's steps without their values: names, ops, resize bases, group orders."""
+    out = []
+    for item in preset.items:
+        steps = getattr(item, "steps", (item,))
+        out.append((item.name, getattr(item, "order", None), getattr(item, "orders", None), item.scales
+                    if not hasattr(item, "steps") else None,
+                    [(s.name, s.op, getattr(s, "relative_to", None), s.scales) for s in steps]))
+    return out
+
+
+def graph_problem(preset) -> str | None:
+    """Why the graph cannot run `preset` (its steps are not Real-ESRGAN's, ranges aside), else None."""
+    from .preset import preset_settings
+    if _structure(preset) == _structure(preset_settings("realesrgan-x4plus")):
+        return None
+    if preset.has_user_ops:
+        return "the graph has no user ops: they run on the reference backend"
+    return "the graph implements the Real-ESRGAN step order only"
+
+
 def check_graph_recipe(recipe: Recipe) -> None:
     """Raise ValueError unless `recipe` has the Real-ESRGAN structure the graph implements."""
     names = [s.name for s in recipe.steps]

@@ -23,11 +23,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from pipeline.seeding import sha256_int
-
-from .config import (BlurSettings, DegradeConfig, NoiseSettings, ResizeSettings, Settings,
-                     check_scale)
-from .kernels import family_kernel, pulse_kernel, sinc_kernel
+from .kernels import pulse_kernel
 
 NAN = float("nan")
 RECIPE_VERSION = 1
@@ -97,7 +93,23 @@ class Jpeg:
     quality: int
 
 
-Step = Union[Usm, Blur, Resize, Noise, Camera, Jpeg]
+@dataclass(frozen=True, eq=False)
+class UserOp:
+    """A `module:function` op (`userops.py`) with its drawn `params` and the `seed` of its generator;
+    `applied` False when its probability left it out (params then NaN)."""
+    name: str
+    function: str
+    params: dict[str, Any]
+    seed: int
+    applied: bool = True
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, UserOp) and (self.name, self.function, self.seed, self.applied) ==
+                (other.name, other.function, other.seed, other.applied) and self.params.keys() == other.params.keys()
+                and all(_same(v, other.params[k]) for k, v in self.params.items()))
+
+
+Step = Union[Usm, Blur, Resize, Noise, Camera, Jpeg, UserOp]
 _OPS: dict[str, type] = {"usm": Usm, "blur": Blur, "resize": Resize, "noise": Noise, "camera": Camera, "jpeg": Jpeg}
 _OP_OF = {cls: op for op, cls in _OPS.items()}
 
@@ -106,7 +118,7 @@ _OP_OF = {cls: op for op, cls in _OPS.items()}
 class Recipe:
     preset: str
     scale: int
-    order: str            # realesrgan: final order; bsrgan: the shuffled step order
+    order: str            # the drawn order of its groups (`preset.py`): realesrgan: final order; bsrgan: the shuffle
     steps: tuple[Step, ...]
 
     def step(self, name: str) -> Step | None:
@@ -157,6 +169,9 @@ def kernel_decimals(kernel: np.ndarray) -> list[list[float]]:
 
 
 def _step_to_dict(step: Step) -> dict[str, Any]:
+    if isinstance(step, UserOp):
+        return {"op": step.function, "name": step.name, "applied": step.applied, "seed": step.seed,
+                "params": {k: _json_float(float(v)) if isinstance(v, float) else v for k, v in step.params.items()}}
     out: dict[str, Any] = {"op": _OP_OF[type(step)]}
     for f in dataclasses.fields(step):
         value = getattr(step, f.name)
@@ -174,8 +189,11 @@ def _step_to_dict(step: Step) -> dict[str, Any]:
 
 def _step_from_dict(d: dict[str, Any]) -> Step:
     op = d.get("op")
+    if isinstance(op, str) and ":" in op:
+        return UserOp(name=d["name"], function=op, seed=int(d["seed"]), applied=bool(d["applied"]),
+                      params={k: NAN if v is None else v for k, v in d["params"].items()})
     if op not in _OPS:
-        raise ValueError(f"unknown recipe op {op!r}; choose from {list(_OPS)}")
+        raise ValueError(f"unknown recipe op {op!r}; choose from {list(_OPS)} or 'module:function'")
     cls = _OPS[op]
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -188,188 +206,6 @@ def _step_from_dict(d: dict[str, Any]) -> Step:
             value = NAN
         kwargs[f.name] = value
     return cls(**kwargs)
-
-
-# ---- sampling -----------------------------------------------------------------------------------
-
-def recipe_rng(seed: int, key: str, variant: int) -> np.random.Generator:
-    if seed < 0 or variant < 0:
-        raise ValueError(f"seed and variant must be non-negative, got seed={seed}, variant={variant}")
-    return np.random.default_rng([int(seed), sha256_int(key), int(variant)])  # 64 bits (pipeline.seeding)
-
-
-def sample_recipe(cfg: DegradeConfig | Settings, seed: int, key: str, variant: int = 0, *,
-                  scale: int | None = None) -> Recipe:
-    """Draw the recipe of sample (`key`, `variant`) under `seed`; the same inputs give the same recipe.
-
-    cfg: the `degrade:` config (or its merged `Settings`). scale: SR factor, default the preset's.
-    Raises ValueError on a negative seed/variant or a scale not in {1, 2, 3, 4, 8}.
-    """
-    settings = cfg.settings if isinstance(cfg, DegradeConfig) else cfg
-    scale = settings.scale if scale is None else scale
-    check_scale("scale", scale)
-    rng = recipe_rng(seed, key, variant)
-    if settings.preset == "bsrgan":
-        return _sample_bsrgan(settings, rng, scale)
-    return _sample_realesrgan(settings, rng, scale)
-
-
-def _choice(rng: np.random.Generator, probs: dict[str, float]) -> str:
-    """A name drawn with the given probabilities (one uniform draw, inverse CDF)."""
-    u = rng.random() * sum(probs.values())
-    acc = 0.0
-    last = None
-    for name, p in probs.items():
-        if p <= 0:
-            continue
-        acc += p
-        last = name
-        if u < acc:
-            return name
-    return last
-
-
-def _odd_size(rng: np.random.Generator, size_range: tuple[int, int]) -> int:
-    lo, hi = size_range
-    return int(lo + 2 * rng.integers(0, (hi - lo) // 2 + 1))
-
-
-def _noise_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(0, 2 ** 63 - 1))
-
-
-def _beta(rng: np.random.Generator, beta_range: tuple[float, float]) -> float:
-    """BasicSR's rule: with odds 1:1 draw β from [lo, 1] or from [1, hi]."""
-    lo, hi = beta_range
-    return float(rng.uniform(lo, 1.0) if rng.random() < 0.5 else rng.uniform(1.0, hi))
-
-
-def _identity_blur(name: str) -> Blur:
-    return Blur(name=name, kind="none", size=1, kernel=pulse_kernel(1))
-
-
-def sample_blur(rng: np.random.Generator, s: BlurSettings, name: str) -> Blur:
-    """One blur step from `BlurSettings` `s` (applied with `s.prob`, else the identity)."""
-    if rng.random() >= s.prob:
-        return _identity_blur(name)
-    size = _odd_size(rng, s.size_range)
-    if rng.random() < s.sinc_prob:
-        omega_range = s.sinc_omega_range if size < s.sinc_large_from else s.sinc_omega_range_large
-        omega = float(rng.uniform(*omega_range))
-        return Blur(name=name, kind="sinc", size=size, kernel=sinc_kernel(size, omega), omega=omega)
-    kind = _choice(rng, s.kernel_probs)
-    sigma_x = float(rng.uniform(*s.sigma_range))
-    if kind.endswith("aniso"):
-        sigma_y = float(rng.uniform(*s.sigma_range))
-        theta = float(rng.uniform(-math.pi, math.pi))
-    else:
-        sigma_y, theta = sigma_x, 0.0
-    beta = NAN
-    if kind.startswith("generalized"):
-        beta = _beta(rng, s.beta_gaussian_range)
-    elif kind.startswith("plateau"):
-        beta = _beta(rng, s.beta_plateau_range)
-    kernel = family_kernel(kind, size, sigma_x, sigma_y, theta, 1.0 if math.isnan(beta) else beta)
-    return Blur(name=name, kind=kind, size=size, kernel=kernel, sigma_x=sigma_x, sigma_y=sigma_y,
-                theta=theta, beta=beta)
-
-
-def sample_resize(rng: np.random.Generator, s: ResizeSettings, name: str, relative_to: str) -> Resize:
-    mode = _choice(rng, s.mode_probs)
-    lo, hi = s.scale_range
-    scale = float(rng.uniform(1.0, hi)) if mode == "up" else float(rng.uniform(lo, 1.0)) if mode == "down" else 1.0
-    interp = s.interps[int(rng.integers(len(s.interps)))]
-    return Resize(name=name, mode=mode, scale=scale, interp=interp, relative_to=relative_to)
-
-
-def sample_noise(rng: np.random.Generator, s: NoiseSettings, name: str) -> Noise | None:
-    if rng.random() >= s.prob:
-        return None
-    gaussian = bool(rng.random() < s.gaussian_prob)
-    level = float(rng.uniform(*(s.sigma_range if gaussian else s.poisson_scale_range)))
-    gray = bool(rng.random() < s.gray_prob)
-    return Noise(name=name, kind="gaussian" if gaussian else "poisson", gray=gray, level=level, seed=_noise_seed(rng))
-
-
-def sample_jpeg(rng: np.random.Generator, quality_range: tuple[int, int], name: str) -> Jpeg:
-    lo, hi = quality_range
-    return Jpeg(name=name, quality=int(rng.integers(lo, hi + 1)))
-
-
-def _sample_realesrgan(s: Settings, rng: np.random.Generator, scale: int) -> Recipe:
-    """USM → blur1 → resize1 → noise1 → JPEG1 → blur2 → resize2 → noise2 → (JPEG2) → final, as
-    Real-ESRGAN's feed_data, with the per-batch draws (resize, noise type, final order) made per sample."""
-    steps: list[Step] = []
-    if s.usm.enabled:
-        steps.append(Usm("usm", s.usm.size, s.usm.weight, s.usm.threshold))
-    # stage 1 resizes relative to its input, stage 2 to the LR size (Real-ESRGAN's second resize)
-    for stage, relative_to in (("1", "input"), ("2", "lr")):
-        steps.append(sample_blur(rng, getattr(s, f"blur{stage}"), f"blur{stage}"))
-        steps.append(sample_resize(rng, getattr(s, f"resize{stage}"), f"resize{stage}", relative_to))
-        noise = sample_noise(rng, getattr(s, f"noise{stage}"), f"noise{stage}")
-        steps += [noise] if noise else []
-        jpeg = getattr(s, f"jpeg{stage}")
-        if rng.random() < jpeg.prob:
-            steps.append(sample_jpeg(rng, jpeg.quality_range, f"jpeg{stage}"))
-    # final: resize back to the LR size + sinc (or identity), and JPEG, in a random order
-    f = s.final
-    if rng.random() < f.sinc_prob:
-        size = _odd_size(rng, f.size_range)
-        omega = float(rng.uniform(*f.omega_range))
-        sinc = Blur(name="sinc_final", kind="sinc", size=size, kernel=sinc_kernel(size, omega), omega=omega)
-    else:
-        sinc = _identity_blur("sinc_final")
-    resize = Resize(name="resize_final", mode="lr", scale=1.0, interp=f.interps[int(rng.integers(len(f.interps)))],
-                    relative_to="lr")
-    jpeg = sample_jpeg(rng, f.jpeg_quality_range, "jpeg_final")
-    resize_first = bool(rng.random() < f.resize_first_prob)
-    steps += [resize, sinc, jpeg] if resize_first else [jpeg, resize, sinc]
-    return Recipe(preset=s.preset, scale=scale, order="resize_sinc_jpeg" if resize_first else "jpeg_resize_sinc",
-                  steps=tuple(steps))
-
-
-_BSRGAN_SLOTS = ("blur1", "blur2", "resize1", "resize_final", "noise1", "jpeg1", "camera")
-
-
-def _sample_bsrgan(s: Settings, rng: np.random.Generator, scale: int) -> Recipe:
-    """KAIR's degradation_bsrgan: optional 2x pre-downsample (scale 4), then the seven steps in a
-    random order with resize1 before resize_final, then a final JPEG."""
-    steps: list[Step] = []
-    if scale == 4 and rng.random() < s.down0.prob:
-        steps.append(Resize(name="down0", mode="down", scale=0.5,
-                            interp=s.down0.interps[int(rng.integers(len(s.down0.interps)))], relative_to="input"))
-    order = [_BSRGAN_SLOTS[i] for i in rng.permutation(len(_BSRGAN_SLOTS))]
-    i, j = order.index("resize1"), order.index("resize_final")
-    if i > j:
-        order[i], order[j] = order[j], order[i]
-    for slot in order:
-        if slot in ("blur1", "blur2"):
-            step = sample_blur(rng, getattr(s, slot), slot)
-        elif slot == "resize1":
-            lo, _ = s.resize1.scale_range  # KAIR: scale = 1 / uniform(1, 2 sf)
-            step = Resize(name="resize1", mode="down", scale=float(1.0 / rng.uniform(1.0, 1.0 / lo)),
-                          interp=s.resize1.interps[int(rng.integers(len(s.resize1.interps)))], relative_to="input")
-        elif slot == "resize_final":
-            step = Resize(name="resize_final", mode="lr", scale=1.0,
-                          interp=s.final.interps[int(rng.integers(len(s.final.interps)))], relative_to="lr")
-        elif slot == "noise1":
-            step = sample_noise(rng, s.noise1, "noise1")
-        elif slot == "jpeg1":
-            step = sample_jpeg(rng, s.jpeg1.quality_range, "jpeg1") if rng.random() < s.jpeg1.prob else None
-        else:
-            step = _sample_camera(rng, s) if rng.random() < s.camera.prob else None
-        if step is not None:
-            steps.append(step)
-    steps.append(sample_jpeg(rng, s.final.jpeg_quality_range, "jpeg_final"))
-    return Recipe(preset=s.preset, scale=scale, order=",".join(order), steps=tuple(steps))
-
-
-def _sample_camera(rng: np.random.Generator, s: Settings) -> Camera:
-    c = s.camera
-    lo, hi = c.shot_range
-    shot = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    read = float(math.exp(c.read_slope * math.log(shot) + c.read_intercept + rng.normal(0.0, c.read_std)))
-    return Camera(name="camera", shot=shot, read=read, seed=_noise_seed(rng))
 
 
 # ---- table columns ------------------------------------------------------------------------------
@@ -389,7 +225,9 @@ def recipe_columns(recipe: Recipe) -> dict[str, Any]:
     """The recipe's scalars under their index column names (NaN where a step is absent).
 
     Numbers are floats (`noise{s}_gray` is 1.0/0.0), names are strings; bsrgan adds
-    `bsrgan_order`, `down0_interp`, `camera_shot`, `camera_read`.
+    `bsrgan_order`, `down0_interp`, `camera_shot`, `camera_read`; a user op `<name>_<param>` per
+    parameter. Built-in steps under other names than these (a preset's own `blur3`) have no columns:
+    their values are in the recipe JSON.
     """
     cols: dict[str, Any] = {c: NAN for c in BASE_COLUMNS}
     for st in (1, 2):
@@ -432,7 +270,15 @@ def recipe_columns(recipe: Recipe) -> dict[str, Any]:
         cam = recipe.step("camera")
         cols["camera_shot"] = cam.shot if cam is not None else NAN
         cols["camera_read"] = cam.read if cam is not None else NAN
+    for step in recipe.steps:
+        if isinstance(step, UserOp):
+            cols.update(user_columns(step))
     return cols
+
+
+def user_columns(step: UserOp) -> dict[str, Any]:
+    """`<name>_<param>` per drawn parameter of a user op: numbers as floats, names as strings."""
+    return {f"{step.name}_{k}": v if isinstance(v, str) else float(v) for k, v in step.params.items()}
 
 
 def padded_kernels(recipe: Recipe) -> dict[str, np.ndarray]:

@@ -20,10 +20,14 @@ from pipeline.io.images import decode_png
 from pipeline.parallel import resolve_workers
 
 from .config import DegradeConfig, check_scale
-from .recipe import Recipe, padded_kernels, recipe_columns, sample_recipe
+from .draw import sample_recipe
+from .preset import dump_preset
+from .recipe import Recipe, padded_kernels, recipe_columns
 from .schedule import dali_device, degrade_jobs
 from .sources import plan_set, read_sample, read_set_hrs
 from .write import write_set
+
+PRESET_FILE = "preset.yaml"
 
 
 def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: int,
@@ -48,8 +52,9 @@ def draw_recipes(out: Path, cfg: DegradeConfig, *, n: int, seed: int, scale: int
     """Draw `n` recipes (keys `000000`.., variant 0) without touching images.
 
     Writes out/recipes.parquet (`key` + the `recipe_columns`), out/kernels.npz (`blur1`, `blur2`,
-    `final`: N×21×21 float32, centred, zero-padded; skipped blur = unit pulse) and out/report.md
-    with recipe_histograms.png. Returns {"recipes": n}.
+    `final`: N×21×21 float32, centred, zero-padded; skipped blur = unit pulse), out/report.md
+    with recipe_histograms.png, and out/preset.yaml: the complete preset drawn from (overrides
+    merged in); given back as the preset it draws the same recipes. Returns {"recipes": n}.
     """
     check_scale("scale", scale)
     if n < 1:
@@ -70,6 +75,7 @@ def draw_recipes(out: Path, cfg: DegradeConfig, *, n: int, seed: int, scale: int
     np.savez_compressed(out / "kernels.npz", **{k: np.stack(v).astype(np.float32) for k, v in kernels.items()})
     from .report import write_recipes_report
     write_recipes_report(out, table, preset=cfg.preset, seed=seed, scale=scale)
+    (out / PRESET_FILE).write_text(dump_preset(settings))
     return {"recipes": n}
 
 

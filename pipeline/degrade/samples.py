@@ -17,7 +17,8 @@ from pipeline.io.images import ImageError, encode_png
 from pipeline.io.shards import Sample, json_bytes
 
 from .geometry import TooSmallError, crop_to_scale, plan_shapes
-from .recipe import Recipe, recipe_columns, sample_recipe
+from .draw import sample_recipe
+from .recipe import Recipe, recipe_columns
 from .sources import Context, Job, output_key, read_hr
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from pipeline.io.images import decode_image, decode_png
 from pipeline.io.shards import INDEX, ShardSet, read_member
 
 from .config import DegradeConfig, Settings, check_scale
+from .preset import Preset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -95,12 +96,13 @@ def open_source(inp: Path) -> Source:
     return Source(inp, False, tuple(sorted(files)), {}, files)
 
 
-def resolve_backend(backend: str, preset: str) -> str:
-    """`reference`, `dali-cpu` or `dali-gpu` for a configured `auto|dali|reference`.
+def resolve_backend(backend: str, preset: Preset) -> str:
+    """`reference`, `dali-cpu` or `dali-gpu` for a configured `auto|dali|reference`; `auto` is the
+    reference backend for a preset the DALI graph cannot run (bsrgan, user ops).
     Raises ValueError on another backend."""
-    if backend == "reference" or (backend == "auto" and preset == "bsrgan"):
+    from .dali_backend import cuda_visible, graph_problem
+    if backend == "reference" or (backend == "auto" and graph_problem(preset)):
         return "reference"
-    from .dali_backend import cuda_visible
     gpu = cuda_visible()
     if backend == "auto":
         return "dali-gpu" if gpu else "reference"
@@ -118,7 +120,7 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[C
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     source = open_source(Path(inp))
-    ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.preset))
+    ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.settings))
     hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
     jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k))
                    for k in source.keys for v in range(cfg.variants)), key=lambda j: output_key(j.hr_key, j.variant))

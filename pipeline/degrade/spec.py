@@ -24,7 +24,8 @@ from scipy import special
 
 from .geometry import crop_to_scale, plan_shapes, resize_shape, standard_normal, usm_sigma
 from .jpeg import jpeg_roundtrip
-from .recipe import Blur, Camera, Jpeg, Noise, Recipe, Resize, Step, Usm
+from .recipe import Blur, Camera, Jpeg, Noise, Recipe, Resize, Step, UserOp, Usm
+from .userops import apply_user_op
 
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as torchvision's rgb_to_grayscale
@@ -201,6 +202,8 @@ def apply_step(img: np.ndarray, step: Step, hr_shape: tuple[int, int], scale: in
         return add_camera_noise(img, step.shot, step.read, step.seed)
     if isinstance(step, Jpeg):
         return jpeg(img, step.quality)
+    if isinstance(step, UserOp):
+        return apply_user_op(img, step.function, step.params, step.seed) if step.applied else img
     raise TypeError(f"unknown recipe step {step!r}")
 
 
