@@ -20,7 +20,6 @@ from pipeline.degrade import incremental, run
 from pipeline.degrade.incremental import MANIFEST, REUSE_DIR, code_digest
 from pipeline.degrade.ranks import degrade_ranks
 from pipeline.degrade.sources import output_key
-from pipeline.io.images import encode_png
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = dict(shard_bytes=40_000, backend="reference", workers=1, variants=2)

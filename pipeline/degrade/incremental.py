@@ -35,7 +35,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ class Reuse:
     carried: frozenset[str]
     todo: list[Job]
     why: str
-    differs: list[str] = field(default_factory=list)  # the fingerprint parts that changed, if any
 
 
 def code_digest(root: Path | None = None) -> str:
@@ -177,7 +176,7 @@ def plan_reuse(previous: Path | None, ctx: Context, jobs: list[Job]) -> Reuse:
     if manifest.get("digest") != now["digest"]:
         before = manifest.get("parts") or {}
         differs = sorted(k for k in now["parts"] if before.get(k) != now["parts"][k])
-        return Reuse(None, frozenset(), jobs, f"changed since the previous set: {', '.join(differs)}", differs)
+        return Reuse(None, frozenset(), jobs, f"changed since the previous set: {', '.join(differs)}")
     import pandas as pd
     inputs = pd.read_parquet(previous / REUSE_DIR / INPUTS)
     old = ShardSet(previous)
