@@ -8,7 +8,9 @@ hashed so new tiles fall between old ones, as new photos' keys do), `python -m s
 whole stage in a fresh process (imports, plan, workers, shards, index, report), one variant per tile:
   incremental    `python -m stages.degrade` with the previous set in place at paths.lr
   from scratch   `python -m stages.degrade --from-scratch` on the same tiles
-and a check that both wrote the same files, byte for byte. Figures go in bench/README.md.
+and a check that both wrote the same files, byte for byte. `histograms s`: report.md's
+recipe_histograms.png drawn again for the final set in this process, a part of both runs that does not
+shrink with the work (every added sample changes it). Figures go in bench/README.md.
 """
 from __future__ import annotations
 
@@ -59,6 +61,16 @@ def tree(set_dir: Path) -> dict[str, str]:
             for p in sorted(set_dir.rglob("*")) if p.is_file()}
 
 
+def histogram_seconds(set_dir: Path, scratch: Path) -> float:
+    import pandas as pd
+
+    from pipeline.degrade.report import plot_histograms
+    index = pd.read_parquet(set_dir / "index.parquet")
+    start = time.perf_counter()
+    plot_histograms(index, scratch / "histograms.png")
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1536, 3072])
@@ -66,8 +78,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    print("| HR tiles before → after | LR tiles computed | from scratch s | incremental s | ratio | same bytes |")
-    print("|---|---|---|---|---|---|")
+    print("| HR tiles before → after | LR tiles computed | from scratch s | incremental s | ratio | same bytes "
+          "| histograms s |")
+    print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         more = n + round(n * args.added)
         tiles = make_tiles(more)
@@ -86,8 +99,9 @@ def main() -> None:
             kept = tree(tmp / "lr")
             t_full, _ = stage(params, "--from-scratch")
             same = kept == tree(tmp / "lr")
-            print(f"| {n} → {more} | {more - n} | {t_full:.1f} | {t_inc:.1f} | {t_inc / t_full:.2f} | {same} |",
-                  flush=True)
+            t_hist = histogram_seconds(tmp / "lr", tmp)
+            print(f"| {n} → {more} | {more - n} | {t_full:.1f} | {t_inc:.1f} | {t_inc / t_full:.2f} | {same} "
+                  f"| {t_hist:.1f} |", flush=True)
             print(f"  incremental: {line}", file=sys.stderr)
 
 
