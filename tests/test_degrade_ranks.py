@@ -102,7 +102,8 @@ def _params(path: Path, hr: Path, lr: Path) -> Path:
 
 
 def _files(set_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(set_dir.iterdir())}
+    """Every file of the set, the reuse manifest's (`.degrade-reuse/`) included."""
+    return {p.relative_to(set_dir).as_posix(): p.read_bytes() for p in sorted(set_dir.rglob("*")) if p.is_file()}
 
 
 def _env() -> dict[str, str]:
@@ -134,6 +135,14 @@ def test_two_ranks_write_the_bytes_of_one_process(fixtures, tmp_path, capsys):
     for name in one:
         assert one[name] == two[name], name
     assert sorted(p.name for p in (tmp_path / "ranks").iterdir()) == ["lr"]  # no parts dir, no temp dir
+
+    # again, incremental: every sample comes from the previous set, the two skipped ones are tried again
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "stages.degrade", "--params", str(ranked)],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "18 reused from the previous set (18 of 20 carried over)" in proc.stdout, proc.stdout
+    assert _files(tmp_path / "ranks" / "lr") == one
 
 
 @pytest.mark.slow

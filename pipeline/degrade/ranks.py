@@ -3,13 +3,15 @@
     torchrun --nproc_per_node=1 --nnodes=4 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 -m stages.degrade
     stats = degrade_ranks(Path("data/hr"), Path("data/lr"), cfg, seed=0, scale=4)   # None on ranks > 0
 
-Every rank lists the same sorted jobs (HR key × variant; the ranks check that they agree) and takes
-the contiguous slice `rank_slice(n, rank, world)`. It runs them with its own workers (`workers: 0` =
+Every rank lists the same sorted jobs (HR key × variant; the ranks check that they agree), drops those
+a previous set at `out` already holds when `reuse` is on (`incremental.plan_reuse`: the same on every
+rank, checked too) and takes the contiguous slice `rank_slice(n, rank, world)` of the rest. It runs them with its own workers (`workers: 0` =
 this machine's cores, divided among the ranks started on it; on the GPU its DALI graphs run on GPU
 LOCAL_RANK mod the visible GPUs, `gpu_device_id`) and writes its results, in job order,
 to `.<out>.parts/rank-<r>.pkl` beside the output, atomically. After a barrier rank 0 reads the parts
-in rank order, which is job order, and hands them to `write_set` inside `atomic_dir(out)`, exactly as
-`degrade_set` hands over the results of its worker pool: the same samples in the same order give the
+in rank order, which is job order, merges in the carried samples (`incremental.merge_results`) and
+hands them to `write_set` inside `atomic_dir(out)`, exactly as `degrade_set` hands over the results of
+its worker pool: the same samples in the same order give the
 same shards, index.parquet, skipped.csv and report. Then it removes the parts, and every rank returns
 after a last barrier.
 
@@ -40,6 +42,7 @@ from pipeline.io.atomic import atomic_dir, atomic_write
 from pipeline.parallel import resolve_workers
 
 from .config import DegradeConfig
+from .incremental import merge_results, plan_reuse
 from .run import degrade_set
 from .samples import Result
 from .schedule import degrade_jobs
@@ -89,9 +92,12 @@ def rank_slice(n: int, rank: int, world: int) -> slice:
 
 
 def degrade_ranks(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: int, progress: bool = True,
-                  init_timeout: timedelta = INIT_TIMEOUT, timeout: timedelta = TIMEOUT) -> dict[str, Any] | None:
+                  reuse: bool = False, init_timeout: timedelta = INIT_TIMEOUT,
+                  timeout: timedelta = TIMEOUT) -> dict[str, Any] | None:
     """`degrade_set(inp, <out>, ...)` written atomically to `out`, split over the ranks of the
     `torchrun` launch in the environment (a plain call: one process, the same bytes).
+    reuse: take the samples the set already at `out` holds with the same inputs, params and code
+    from it (`incremental`); every rank plans the same carry-over and the ranks split the rest.
 
     Returns the stats of `degrade_set` (plus "ranks") on rank 0, None on the other ranks.
     Raises ValueError on a bad launch environment, a process group not formed within
@@ -101,7 +107,8 @@ def degrade_ranks(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale:
     out = Path(out)
     if world.size == 1:
         with atomic_dir(out) as tmp:
-            return degrade_set(inp, tmp, cfg, seed=seed, scale=scale, progress=progress)
+            return degrade_set(inp, tmp, cfg, seed=seed, scale=scale, progress=progress,
+                               previous=out if reuse else None)
     import torch.distributed as dist
     try:
         dist.init_process_group("gloo", timeout=init_timeout)  # env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
@@ -111,13 +118,13 @@ def degrade_ranks(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale:
                          f"{os.environ['MASTER_PORT']} within {init_timeout} ({first})") from None
     try:
         group = dist.new_group(backend="gloo", timeout=timeout)
-        return _run_rank(inp, out, cfg, world, group, seed=seed, scale=scale, progress=progress)
+        return _run_rank(inp, out, cfg, world, group, seed=seed, scale=scale, progress=progress, reuse=reuse)
     finally:
         dist.destroy_process_group()
 
 
 def _run_rank(inp: Path, out: Path, cfg: DegradeConfig, world: World, group: Any, *, seed: int, scale: int,
-              progress: bool) -> dict[str, Any] | None:
+              progress: bool, reuse: bool) -> dict[str, Any] | None:
     import torch.distributed as dist
     start = time.perf_counter()
     parts = out.parent / f".{out.name}.parts"
@@ -127,15 +134,21 @@ def _run_rank(inp: Path, out: Path, cfg: DegradeConfig, world: World, group: Any
             shutil.rmtree(parts, ignore_errors=True)
             parts.mkdir(parents=True)
         ctx, jobs = plan_set(inp, cfg, seed=seed, scale=scale)
+        carry = plan_reuse(out if reuse else None, ctx, jobs)
+        todo = carry.todo
         views: list[Any] = [None] * world.size
         with _collective(world, "listing the jobs"):
-            dist.all_gather_object(views, (ctx.backend, len(jobs), _digest(jobs)), group=group)
+            dist.all_gather_object(views, (ctx.backend, len(jobs), _digest(jobs), len(todo), _digest(todo)),
+                                   group=group)
         for r, view in enumerate(views):
-            if view != views[0]:
+            if view[:3] != views[0][:3]:
                 raise ValueError(f"rank {r} sees {view[1]} jobs on backend {view[0]}, rank 0 {views[0][1]} on "
                                  f"{views[0][0]}: every rank must read the same {inp} (a shared filesystem) "
                                  f"and resolve the same backend")
-        mine = jobs[rank_slice(len(jobs), world.rank, world.size)]
+            if view != views[0]:
+                raise ValueError(f"rank {r} would compute {view[3]} of the jobs, rank 0 {views[0][3]}: every "
+                                 f"rank must read the same previous set {out} (a shared filesystem)")
+        mine = todo[rank_slice(len(todo), world.rank, world.size)]
         workers = resolve_workers(cfg.workers) if cfg.workers else max(1, resolve_workers(0) // world.local_size)
         results = degrade_jobs(ctx, mine, batch_size=cfg.batch_size, workers=workers)
         atomic_write(part, lambda f: _dump(f, results, len(mine), progress and world.rank == 0,
@@ -145,9 +158,9 @@ def _run_rank(inp: Path, out: Path, cfg: DegradeConfig, world: World, group: Any
         stats = None
         if world.rank == 0:
             with atomic_dir(out) as tmp:
-                stats = write_set(tmp, ctx, cfg, _read_parts(parts, jobs, world.size), len(jobs), start=start,
-                                  progress=progress)
-            stats["ranks"] = world.size
+                results = merge_results(ctx, jobs, carry, _read_parts(parts, todo, world.size))
+                stats = write_set(tmp, ctx, cfg, results, len(jobs), start=start, progress=progress)
+            stats.update(ranks=world.size, reused=len(carry.carried), reuse=carry.why)
             shutil.rmtree(parts, ignore_errors=True)
         with _collective(world, "rank 0 merged the parts"):
             dist.barrier(group=group)  # the set is in place

@@ -3,9 +3,10 @@ images, one sample replayed.
 
     stats = degrade_set(Path("data/hr"), tmp, cfg, seed=0, scale=4)   # inside atomic_dir(...)
 
-`degrade_set` is plan → run → write: `sources.plan_set` lists the jobs, `schedule.degrade_jobs`
-runs them (worker processes or DALI graphs), `write.write_set` writes their results in job order.
-`ranks.py` calls the same three on a slice of the jobs per rank; so can another engine.
+`degrade_set` is plan → run → write: `sources.plan_set` lists the jobs, `incremental.plan_reuse`
+finds those a previous set already holds, `schedule.degrade_jobs` runs the others (worker processes or
+DALI graphs), `write.write_set` writes every result in job order (`incremental.merge_results`).
+`ranks.py` calls the same on a slice of the jobs per rank; so can another engine.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipeline.parallel import resolve_workers
 
 from .config import DegradeConfig, check_scale
 from .draw import sample_recipe
+from .incremental import merge_results, plan_reuse
 from .preset import dump_preset
 from .recipe import Recipe, padded_kernels, recipe_columns
 from .schedule import dali_device, degrade_jobs
@@ -31,21 +33,28 @@ PRESET_FILE = "preset.yaml"
 
 
 def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: int,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, previous: Path | None = None) -> dict[str, Any]:
     """Degrade every HR tile of `inp` (`cfg.variants` times) into the LR shard set `out`.
 
     inp: an HR shard set (index.parquet + `<key>.hr.png`) or a folder of images (searched
     recursively; each LR sample then also stores its HR as `<key>.hr.png`). out: the directory to
     write (wrap it in `atomic_dir`). Writes `lr-*.tar` + index.parquet, report.md with
     recipe_histograms.png and examples.png, and skipped.csv (`key,reason`).
+    previous: an LR set written before (by this function; it may be `out`'s final path while `out` is
+    the temporary one): the samples it holds with the same inputs, params and code are copied from it
+    instead of computed (`incremental`); the set written is the same, byte for byte.
 
-    Returns {"samples", "shards", "skipped", "backend", "seconds"}.
+    Returns {"samples", "shards", "skipped", "backend", "seconds", "reused", "reuse"} (reused: samples
+    carried over; reuse: why that many, in words).
     Raises FileNotFoundError / ValueError on a bad input, ParamsError on a bad scale.
     """
     start = time.perf_counter()
     ctx, jobs = plan_set(inp, cfg, seed=seed, scale=scale)
-    results = degrade_jobs(ctx, jobs, batch_size=cfg.batch_size, workers=resolve_workers(cfg.workers))
-    return write_set(out, ctx, cfg, results, len(jobs), start=start, progress=progress)
+    reuse = plan_reuse(previous, ctx, jobs)
+    fresh = degrade_jobs(ctx, reuse.todo, batch_size=cfg.batch_size, workers=resolve_workers(cfg.workers))
+    stats = write_set(out, ctx, cfg, merge_results(ctx, jobs, reuse, fresh), len(jobs), start=start,
+                      progress=progress)
+    return {**stats, "reused": len(reuse.carried), "reuse": reuse.why}
 
 
 def draw_recipes(out: Path, cfg: DegradeConfig, *, n: int, seed: int, scale: int) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Result:
     hr_shape: tuple[int, int] = (0, 0)
     skipped: str | None = None   # reason when not produced
     sample: Sample | None = None  # members + index columns when produced
+    hr_sha256: str | None = None  # the job's (`Job.hr_sha256`), recorded beside the set for the next run
 
 
 def prepare(ctx: Context, jobs: list[Job]) -> list[tuple[Result, np.ndarray | None]]:
@@ -47,7 +48,8 @@ def prepare(ctx: Context, jobs: list[Job]) -> list[tuple[Result, np.ndarray | No
     out, cache = [], {}
     for job in jobs:
         recipe = sample_recipe(ctx.settings, ctx.seed, job.hr_key, job.variant, scale=ctx.scale)
-        res = Result(output_key(job.hr_key, job.variant), job.hr_key, job.variant, recipe, job.split)
+        res = Result(output_key(job.hr_key, job.variant), job.hr_key, job.variant, recipe, job.split,
+                     hr_sha256=job.hr_sha256)
         if job.hr_key not in cache:
             try:
                 cache = {job.hr_key: read_hr(ctx.source, job)}
@@ -85,13 +87,20 @@ def finish(ctx: Context, res: Result, hr: np.ndarray, lr: np.ndarray) -> Result:
     members = {"lr.png": res.lr_png, "json": sample_json(ctx, res)}
     if not ctx.source.is_set:
         res.hr_png = members["hr.png"] = encode_png(np.ascontiguousarray(hr))
+    res.sample = Sample(res.key, members, sample_columns(ctx, res))
+    return res
+
+
+def sample_columns(ctx: Context, res: Result) -> dict:
+    """The sample's index columns: its shapes, identity, backend, split and every recipe scalar.
+    A function of `res`'s fields alone, so a sample carried over from a previous set
+    (`incremental.carry`) gets the values, and the types, a fresh one gets."""
     cols = {"height": res.lr_shape[0], "width": res.lr_shape[1], "hr_key": res.hr_key, "variant": res.variant,
             "backend": ctx.backend, "scale": ctx.scale, "hr_height": res.hr_shape[0], "hr_width": res.hr_shape[1]}
     if res.split is not None:
         cols["split"] = res.split
     cols.update(recipe_columns(res.recipe))
-    res.sample = Sample(res.key, members, cols)
-    return res
+    return cols
 
 
 def degrade_task(ctx: Context, jobs: list[Job]) -> list[Result]:

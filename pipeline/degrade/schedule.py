@@ -117,7 +117,10 @@ def _results_dali(ctx: Context, jobs: list[Job], batch_size: int, threads: int) 
 
 def degrade_jobs(ctx: Context, jobs: list[Job], *, batch_size: int, workers: int) -> Iterator[Result]:
     """Results of `jobs` in job order (skipped ones included, with their reason), on `workers`
-    processes (reference) or threads (DALI), `batch_size` jobs per task or graph batch."""
+    processes (reference) or threads (DALI), `batch_size` jobs per task or graph batch. No jobs (an
+    incremental run with nothing new) start no workers and build no graph."""
+    if not jobs:
+        return iter(())
     if ctx.backend == "reference":
         return _results_reference(ctx, jobs, workers, batch_size)
     return _results_dali(ctx, jobs, batch_size, workers)

@@ -9,9 +9,10 @@ any other engine) that plans the same input gets the same jobs in the same order
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 @dataclass(frozen=True)
 class Source:
-    """An HR input: a shard set (`index` has key/split) or a folder (`files` maps key → path)."""
+    """An HR input: a shard set (`index` has key/split) or a folder (`files` maps key → path).
+    `sha256` maps key → the sha256 of the HR's bytes (`<key>.hr.png`, or the image file)."""
     path: Path
     is_set: bool
     keys: tuple[str, ...]
     splits: dict[str, str]
     files: dict[str, Path]
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Job:
     hr_at: tuple[str, int, int] | None = None
     hr_file: Path | None = None  # the image when the input is a folder (`plan_set` gives each job one of the two)
     split: str | None = None   # the HR tile's split (train/val) when the input set has one
+    hr_sha256: str | None = None  # of the HR's bytes: with (seed, key, variant, params, code) it decides the sample
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def open_source(inp: Path) -> Source:
         if "size_hr_png" not in index.columns:
             raise ValueError(f"{inp / INDEX}: no 'hr.png' members (is {inp} an HR shard set?)")
         splits = dict(zip(index["key"], index["split"])) if "split" in index.columns else {}
-        return Source(inp, True, tuple(sorted(index["key"])), splits, {})
+        digests = dict(zip(index["key"], index["sha256"])) if "sha256" in index.columns else {}
+        return Source(inp, True, tuple(sorted(index["key"])), splits, {}, digests)
     files: dict[str, Path] = {}
     for path in sorted(p for p in inp.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         key = folder_key(path.relative_to(inp))
@@ -93,7 +98,17 @@ def open_source(inp: Path) -> Source:
         files[key] = path
     if not files:
         raise FileNotFoundError(f"{inp}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no {INDEX}")
-    return Source(inp, False, tuple(sorted(files)), {}, files)
+    digests = {key: file_sha256(path) for key, path in files.items()}
+    return Source(inp, False, tuple(sorted(files)), {}, files, digests)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def resolve_backend(backend: str, preset: Preset) -> str:
@@ -122,15 +137,16 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[C
     source = open_source(Path(inp))
     ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.settings))
     hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
-    jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k))
+    jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k),
+                       hr_sha256=source.sha256.get(k))
                    for k in source.keys for v in range(cfg.variants)), key=lambda j: output_key(j.hr_key, j.variant))
     return ctx, jobs
 
 
 def for_workers(ctx: Context) -> Context:
-    """`ctx` without the per-key tables its jobs already carry (keys, splits, files): pickled once
-    per worker, it stays small however large the set."""
-    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}))
+    """`ctx` without the per-key tables its jobs already carry (keys, splits, files, sha256): pickled
+    once per worker, it stays small however large the set."""
+    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}, sha256={}))
 
 
 def read_hr(source: Source, job: Job) -> np.ndarray:

@@ -17,6 +17,7 @@ from pipeline.io.shards import Sample, write_shard_set
 
 from .config import DegradeConfig
 from .geometry import crop_to_scale
+from .incremental import write_manifest
 from .samples import Result
 from .sources import Context, read_set_hrs
 
@@ -26,7 +27,8 @@ SET_NAME = "lr"
 def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Result], n_jobs: int, *,
               start: float, progress: bool = True) -> dict[str, Any]:
     """Write `results` (all `n_jobs` of them, in job order) as the LR set `out`: `lr-*.tar` shards +
-    index.parquet, skipped.csv (`key,reason`), report.md with recipe_histograms.png and examples.png.
+    index.parquet, skipped.csv (`key,reason`), report.md with recipe_histograms.png and examples.png,
+    and the manifest a later run reuses samples by (`incremental.write_manifest`).
 
     start: `time.perf_counter()` when the run began. Returns {"samples", "shards", "skipped",
     "backend", "seconds"}.
@@ -34,6 +36,7 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str]] = []
+    written: list[tuple[str, str | None]] = []
     examples: list[Result] = []
     every = max(1, n_jobs // max(cfg.examples, 1))
 
@@ -45,11 +48,13 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
                 continue
             if cfg.examples and i % every == 0 and len(examples) < cfg.examples:
                 examples.append(res)
+            written.append((res.key, res.hr_sha256))
             yield res.sample
 
     import pandas as pd
     index = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
     pd.DataFrame(skipped, columns=["key", "reason"]).to_csv(out / "skipped.csv", index=False)
+    write_manifest(out, ctx, written)
     stats = {"samples": len(index), "shards": int(index["shard"].nunique()) if len(index) else 0,
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
