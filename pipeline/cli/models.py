@@ -31,7 +31,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile size in LR px: memory grows with the tile, not the image ({DEFAULT_TILE}; "
                         "0: the whole image at once)")
-    p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR px (16)")
+    p.add_argument("--overlap", type=int, default=16,
+                   help="context in LR px on each side of a tile, across which neighbours are feathered (16)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when visible")
     p.add_argument("--weights", choices=["params_ema", "params"], default="params_ema",
                    help="which generator weights of a training checkpoint (params_ema, else params when "
