@@ -8,6 +8,7 @@
     realsynth inspect SET [--grid N] [--out GRID.png]
     realsynth replay SET KEY OUT.png
     realsynth upscale --checkpoint C IN OUT [--tile T --overlap O] [--weights W] [--force]
+    realsynth export --checkpoint C OUT.onnx [--opset N] [--fp16] [--weights W] [--force]
     realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped

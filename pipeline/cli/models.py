@@ -1,10 +1,14 @@
-"""`realsynth upscale`: a generator checkpoint on a file or a folder of images."""
+"""`realsynth upscale`: a generator checkpoint on a file or a folder of images; `realsynth export`: the
+generator as an ONNX file."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pipeline.cli.common import DEFAULT_TILE, check_out_dir
+
+DEFAULT_OPSET = 17  # pipeline.export.DEFAULT_OPSET, spelled out so `--help` does not import torch (a test keeps them equal)
 
 
 def _upscale(args: argparse.Namespace) -> int:
@@ -20,6 +24,25 @@ def _upscale(args: argparse.Namespace) -> int:
     else:
         n = upscale_path(Path(args.checkpoint), inp, out, **kw)
     print(f"upscale: {n} image(s) -> {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.export import export_checkpoint
+
+    ckpt, out = Path(args.checkpoint), Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; OUT is the .onnx file to write")
+    if out.exists() or out.is_symlink():
+        if ckpt.exists() and out.resolve() == ckpt.resolve():
+            raise ValueError(f"{out}: is the checkpoint itself; choose another OUT")
+        if not args.force:
+            raise FileExistsError(f"{out}: exists; pass --force to replace it")
+    info = export_checkpoint(ckpt, out, opset=args.opset, fp16=args.fp16, weights=args.weights)
+    if info["weights"] != args.weights and info["weights"] != "state_dict":
+        print(f"export: {ckpt} has no {args.weights}; using its {info['weights']}", file=sys.stderr)
+    print(f"export: {info['name']} x{info['scale']} ({info['weights']}, {info['dtype']}, opset {info['opset']}) "
+          f"-> {out}; onnxruntime vs PyTorch: max {info['max_diff'] * 255:.3f} grey levels")
     return 0
 
 
@@ -39,3 +62,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "the checkpoint has no EMA weights)")
     p.add_argument("--force", action="store_true", help="replace OUT if it is a non-empty folder (IN a folder)")
     p.set_defaults(fn=_upscale, parser=p)
+
+    p = sub.add_parser("export", help="write a generator checkpoint as ONNX (dynamic H/W), checked with onnxruntime")
+    p.add_argument("--checkpoint", required=True, help="generator weights: anything `upscale` loads")
+    p.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 11..20 ({DEFAULT_OPSET})")
+    p.add_argument("--fp16", action="store_true", help="float16 input, weights and output (default: float32)")
+    p.add_argument("--weights", choices=["params_ema", "params"], default="params_ema",
+                   help="which generator weights of a training checkpoint, as for upscale")
+    p.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
+    p.set_defaults(fn=_export, parser=p)
