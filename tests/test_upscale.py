@@ -96,9 +96,9 @@ def test_no_seam_on_a_smooth_gradient():
 
 def test_feather_weights_sum_to_one_and_crop_the_cut_edges():
     # LR axis of 40 px, tiles of 16 with overlap 4, x2: spans [0, 20), [12, 36), [28, 40)
-    spans = [(0, 20), (12, 36), (28, 40)]
-    ramps = [infer._feather(a, b, 40, 4, 2) for a, b in spans]
-    total = infer._sum_ramps(spans, ramps, 80, 2)
+    tiles, total = infer._axis(40, 16, 4, 2)
+    spans, ramps = zip(*tiles)
+    assert spans == ((0, 20), (12, 36), (28, 40))
     assert torch.allclose(total, torch.ones(80))
     first, mid = ramps[0], ramps[1]  # HR px [0, 40) and [24, 72)
     assert first[:28].eq(1).all() and first[36:].eq(0).all()  # the last overlap/2 = 2 LR px are cut away
