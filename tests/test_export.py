@@ -38,7 +38,8 @@ def photo_crops(fixtures) -> list[np.ndarray]:
 @pytest.mark.parametrize("name,scale", [("rrdbnet", 4), ("rrdbnet", 2), ("rrdbnet", 1), ("srvgg", 4),
                                         ("srresnet", 4), ("unet", 4)])
 def test_every_generator_exports_with_dynamic_size(name, scale):
-    opts = {"rrdbnet": TINY_RRDB, "srvgg": TINY_SRVGG, "unet": dict(ngf=8, depth=3)}.get(name, dict(num_feat=8, num_block=1))
+    opts = {"rrdbnet": TINY_RRDB, "srvgg": TINY_SRVGG, "unet": dict(ngf=8, depth=3),
+            "srresnet": dict(num_feat=8, num_block=1)}[name]
     torch.manual_seed(0)
     net = build_generator(name, scale=scale, **opts).eval()
     data = to_onnx(net, scale)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pipeline.cli.common import DEFAULT_TILE, check_out_dir
 
-DEFAULT_OPSET = 17  # pipeline.export.DEFAULT_OPSET, spelled out so `--help` does not import torch (a test keeps them equal)
+# pipeline.export.DEFAULT_OPSET, spelled out so `--help` does not import torch (a test keeps them equal)
+DEFAULT_OPSET = 17
 
 
 def _upscale(args: argparse.Namespace) -> int:
