@@ -21,6 +21,7 @@ output must be within `tolerance` of the float32 PyTorch net's (`check_onnx`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import io
 import json
@@ -92,8 +93,6 @@ def to_onnx(net: nn.Module, scale: int, *, opset: int = DEFAULT_OPSET, fp16: boo
     """
     if not isinstance(opset, int) or opset not in OPSETS:
         raise ValueError(f"opset must be an int in {OPSETS.start}..{OPSETS.stop - 1}, got {opset!r}")
-    import copy
-
     import onnx
 
     dtype = torch.float16 if fp16 else torch.float32
