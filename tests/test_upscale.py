@@ -59,6 +59,54 @@ def test_tiled_equals_untiled_within_one_level():
     assert np.abs(whole.astype(int) - seams.astype(int)).max() > 1
 
 
+def gradient(h: int, w: int) -> np.ndarray:
+    """A smooth float32 RGB image (H, W, 3): a ramp along x, one along y, one diagonal."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([xx / (w - 1), yy / (h - 1), (xx + yy) / (h + w - 2)], -1) * 0.8 + 0.1
+
+
+def seam_ratio(out: np.ndarray, tile: int, scale: int, axis: int) -> float:
+    """Largest |2nd difference| across the tile borders along `axis`, over the largest one at the
+    same sub-pixel phase inside the tiles (4 LR px clear of the image's edges, where zero padding
+    bends the output): above 1, a border shows a step that the net does not make elsewhere."""
+    o = np.moveaxis(out.astype(np.float64), axis, 1)
+    d2 = np.abs(o[:, 2:] - 2 * o[:, 1:-1] + o[:, :-2])  # centred on columns 1..n-2
+    cols = np.arange(1, o.shape[1] - 1)
+    borders = np.arange(tile * scale, o.shape[1], tile * scale)
+    at = np.isin(cols, np.concatenate([borders - 1, borders]))
+    inner = (cols >= 4 * scale) & (cols < o.shape[1] - 4 * scale)
+    phase = cols % scale  # x4 nets repeat a pattern every 4 HR px: compare like with like
+    return max(d2[:, at & (phase == p)].max() / d2[:, ~at & inner & (phase == p)].max()
+               for p in np.unique(phase[at]))
+
+
+def test_no_seam_on_a_smooth_gradient():
+    net = tiny_net()
+    img = gradient(48, 64)
+    whole = upscale(net, img, 4)
+    assert max(seam_ratio(whole, 16, 4, axis) for axis in (0, 1)) < 1  # the metric on an untiled run
+    for overlap in (8, 16):  # 16: the default
+        tiled = upscale(net, img, 4, tile=16, overlap=overlap)
+        assert max(seam_ratio(tiled, 16, 4, axis) for axis in (0, 1)) <= 1, overlap
+        assert np.abs(tiled - whole).max() <= 1 / 255, overlap
+    # cut without context, or with too little to hide the cut, the borders show: the test can fail
+    assert min(seam_ratio(upscale(net, img, 4, tile=16, overlap=0), 16, 4, axis) for axis in (0, 1)) > 2
+    assert max(seam_ratio(upscale(net, img, 4, tile=16, overlap=2), 16, 4, axis) for axis in (0, 1)) > 1.5
+
+
+def test_feather_weights_sum_to_one_and_crop_the_cut_edges():
+    # LR axis of 40 px, tiles of 16 with overlap 4, x2: spans [0, 20), [12, 36), [28, 40)
+    tiles, total = infer._axis(40, 16, 4, 2)
+    spans, ramps = zip(*tiles)
+    assert spans == ((0, 20), (12, 36), (28, 40))
+    assert torch.allclose(total, torch.ones(80))
+    first, mid = ramps[0], ramps[1]  # HR px [0, 40) and [24, 72)
+    assert first[:28].eq(1).all() and first[36:].eq(0).all()  # the last overlap/2 = 2 LR px are cut away
+    assert mid[:4].eq(0).all() and mid[-4:].eq(0).all() and mid[12:36].eq(1).all()
+    assert (first[28:36] + mid[4:12] == 1).all() and (torch.diff(mid[:12]) > 0).sum() == 8  # a ramp, not a step
+    assert infer._feather(0, 20, 40, 0, 2).eq(1).all()  # overlap 0: plain cropping
+
+
 @pytest.mark.gpu
 def test_cuda_bf16_close_to_cpu_fp32():
     net = tiny_net()

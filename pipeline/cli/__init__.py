@@ -11,6 +11,7 @@
     realsynth upscale --checkpoint C IN OUT [--tile T --overlap O] [--weights W] [--force]
     realsynth benchmark HR OUT [--preset P] [--seed S] [--scale S] [--split all|train|val] [--force]
     realsynth score SET --checkpoint C [--checkpoint C2 ...] --out scores.json [--device D] [--tile T] [--force]
+    realsynth export --checkpoint C OUT.onnx [--opset N] [--fp16] [--weights W] [--force]
     realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped
