@@ -82,7 +82,7 @@ def test_benchmark_members_and_identity(bench, hr_folder):
     assert manifest["format"] == "realsynth-benchmark" and manifest["realsynth"] == "test"
     assert (manifest["preset"], manifest["seed"], manifest["scale"], manifest["samples"]) == \
         ("realesrgan-x4plus", 3, 4, 3)
-    assert manifest["settings"]["usm"]["size"] == 51
+    assert manifest["settings"]["steps"][0]["name"] == "usm" and manifest["settings"]["steps"][0]["size"] == 51
     assert manifest["shards"]["lr-000000.tar"] == hashlib.sha256((bench / "lr-000000.tar").read_bytes()).hexdigest()
 
 

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.params import build, to_dict
+from pipeline.io.digest import sha256_file
+from pipeline.params import build
 from pipeline.parallel import resolve_workers
 
 from .config import DegradeConfig
@@ -74,10 +75,10 @@ def make_benchmark(inp: Path, out: Path, *, preset: str = "realesrgan-x4plus", s
                       progress=progress)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "realsynth": version or installed_version(),
-        "preset": cfg.preset, "settings": to_dict(cfg.settings), "seed": seed, "scale": scale, "split": split,
+        "preset": cfg.preset, "settings": cfg.settings.to_data(), "seed": seed, "scale": scale, "split": split,
         "backend": stats["backend"], "variants": 1, "samples": stats["samples"], "skipped": stats["skipped"],
         "sources_sha256": _digest(f"{hr_key} {cols['source_sha256']}" for hr_key, cols in sorted(sources.items())),
-        "shards": {p.name: _file_sha256(p) for p in sorted(Path(out).glob("*.tar"))},
+        "shards": {p.name: sha256_file(p) for p in sorted(Path(out).glob("*.tar"))},
     }
     (Path(out) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return {**manifest, "seconds": round(time.perf_counter() - start, 3)}
@@ -113,7 +114,7 @@ def _source_columns(ctx: Context, jobs: list[Job]) -> dict[str, dict[str, str]]:
     keys = sorted({job.hr_key for job in jobs})
     if not ctx.source.is_set:
         return {k: {"source": ctx.source.files[k].relative_to(ctx.source.path).as_posix(),
-                    "source_sha256": _file_sha256(ctx.source.files[k])} for k in keys}
+                    "source_sha256": sha256_file(ctx.source.files[k])} for k in keys}
     from pipeline.io.shards import ShardSet
     index = ShardSet(ctx.source.path).index.set_index("key")
     src = index["source"] if "source" in index.columns else index.index.to_series()
@@ -129,12 +130,6 @@ def _with_columns(results: Iterable[Result], columns: dict[str, dict[str, str]])
         yield res
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _digest(lines: Iterable[str]) -> str:

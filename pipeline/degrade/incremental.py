@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.io.digest import sha256_file
 from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes
 
 from .draw import sample_recipe
@@ -146,12 +147,10 @@ def _user_op_sources(settings: Any) -> dict[str, str]:
             continue
         spec = importlib.util.find_spec(op.split(":", 1)[0])
         origin = spec.origin if spec is not None else None
-        out[op] = file_digest(Path(origin)) if origin and Path(origin).is_file() else f"unknown-{secrets.token_hex(8)}"
+        out[op] = sha256_file(Path(origin)) if origin and Path(origin).is_file() else f"unknown-{secrets.token_hex(8)}"
     return out
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_manifest(out: Path, ctx: Context, written: list[tuple[str, str | None]]) -> None:
@@ -163,7 +162,7 @@ def write_manifest(out: Path, ctx: Context, written: list[tuple[str, str | None]
     keys, digests = zip(*written) if written else ((), ())
     table = pd.DataFrame({"key": pd.Series(keys, dtype=str), "hr_sha256": pd.Series(digests, dtype=object)})
     table.to_parquet(folder / INPUTS, index=False, engine="pyarrow", compression="zstd")
-    manifest = {"version": VERSION, **fingerprint(ctx), "index_sha256": file_digest(Path(out) / INDEX)}
+    manifest = {"version": VERSION, **fingerprint(ctx), "index_sha256": sha256_file(Path(out) / INDEX)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
@@ -187,7 +186,7 @@ def plan_reuse(previous: Path | None, ctx: Context, jobs: list[Job]) -> Reuse:
     manifest = read_manifest(previous)
     if manifest is None:
         return Reuse(None, frozenset(), jobs, f"no {REUSE_DIR}/{MANIFEST} in the previous set")
-    if manifest.get("index_sha256") != file_digest(previous / INDEX):
+    if manifest.get("index_sha256") != sha256_file(previous / INDEX):
         return Reuse(None, frozenset(), jobs, f"{REUSE_DIR}/{MANIFEST} describes another index")
     now = fingerprint(ctx)
     if manifest.get("digest") != now["digest"]:

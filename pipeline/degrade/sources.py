@@ -9,7 +9,6 @@ any other engine) that plans the same input gets the same jobs in the same order
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.io.digest import sha256_file
 from pipeline.io.images import decode_image, decode_png
 from pipeline.io.shards import INDEX, ShardSet, read_member
 
@@ -98,17 +98,10 @@ def open_source(inp: Path) -> Source:
         files[key] = path
     if not files:
         raise FileNotFoundError(f"{inp}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no {INDEX}")
-    digests = {key: file_sha256(path) for key, path in files.items()}
+    digests = {key: sha256_file(path) for key, path in files.items()}
     return Source(inp, False, tuple(sorted(files)), {}, files, digests)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_backend(backend: str, preset: Preset) -> str:

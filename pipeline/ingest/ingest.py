@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.io.digest import sha256_file
 from pipeline.config import IngestConfig
 from pipeline.ingest.sources import resolve_sources, sample_dir
 from pipeline.ingest.tiling import is_flat, rescale, tiles
@@ -79,7 +80,7 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
     for path in paths:
         label = _label(path)
         try:
-            sha = _sha256(path)
+            sha = sha256_file(path)
         except OSError as err:
             rejects.append((label, f"unreadable: {err.strerror or err}"))
             continue
@@ -199,12 +200,6 @@ def _decode(path: Path, cfg: IngestConfig) -> np.ndarray:
     return decode_image(path.read_bytes(), alpha=cfg.alpha, background=cfg.background, max_pixels=cfg.max_pixels)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _label(path: Path) -> str:

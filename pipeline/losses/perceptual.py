@@ -16,7 +16,6 @@ unless `check_hash=False` (for a user-converted file).
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+
+from pipeline.io.digest import sha256_file
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -94,16 +95,12 @@ def find_vgg19_weights(weights: str | Path | None = None) -> Path:
     return path
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (cached per path, size and mtime)."""
+def cached_sha256(path: Path) -> str:
+    """`sha256_file`, cached per path, size and mtime (the VGG19 file is checked at every loss build)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        _HASH_CACHE[key] = digest.hexdigest()
+        _HASH_CACHE[key] = sha256_file(path)
     return _HASH_CACHE[key]
 
 
@@ -126,7 +123,7 @@ def load_vgg19_features(weights: str | Path | None = None, *, check_hash: bool =
         raise ValueError(f"unknown vgg19 layer {last_layer!r}; choose from {names}")
     path = find_vgg19_weights(weights)
     if check_hash:
-        digest = sha256_file(path)
+        digest = cached_sha256(path)
         if not digest.startswith(VGG19_SHA256_PREFIX):
             raise ValueError(f"{path}: sha256 {digest[:8]}... does not match torchvision's {VGG19_FILE} "
                              f"(expected prefix {VGG19_SHA256_PREFIX}); pass check_hash=False for a converted file")

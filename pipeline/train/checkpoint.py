@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pipeline.io.digest import sha256_file
 from pipeline.io.atomic import atomic_write, sweep_stale
 
 CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
@@ -44,12 +45,6 @@ OPERATIONAL = ("iterations", "checkpoint_every", "keep_last", "val_every", "val_
                "workers", "compile", "channels_last", "device", "max_nonfinite")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def run_identity(config: Mapping[str, Any], *, scale: int, seed: int, world_size: int,
