@@ -17,8 +17,10 @@ from pipeline.io.images import decode_png, encode_png
 from pipeline.io.shards import Sample, ShardSet, json_bytes, write_shard_set
 
 DOMAIN_PRESETS = ("video", "camera", "web")
-USER_COLUMNS = {"video": ["codec_codec", "codec_strength"], "camera": ["isp_shot", "isp_demosaic"],
-                "web": ["web_generations", "web_min_quality"]}
+# the user-op columns each preset's index gets: (drawn from names, drawn as numbers)
+USER_COLUMNS = {"video": (["codec_codec"], ["codec_strength", "codec_frames", "codec_motion"]),
+                "camera": (["isp_demosaic"], ["isp_shot", "isp_jpeg_quality"]),
+                "web": ([], ["web_generations", "web_min_quality"])}
 SIDES = (128, 144, 160, 192)  # HR crops: LR 32-48 px at x4
 
 
@@ -68,7 +70,7 @@ def test_folder_degrades_replays_and_keeps_its_bytes_however_split(photos, tmp_p
     assert _set_bytes(a) == _set_bytes(b)
     index = ShardSet(a).index
     assert len(index) == len(SIDES) and sorted(index["height"]) == [s // 4 for s in SIDES]
-    assert index[USER_COLUMNS[preset]].notna().all().all()
+    assert index[sum(USER_COLUMNS[preset], [])].notna().all().all()
     scores = []
     for key in index["key"]:
         assert cli.main(["replay", str(a), key, str(tmp_path / f"{key}.png")]) == 0
@@ -102,5 +104,9 @@ def test_recipes_histograms_show_the_domain_op_params(tmp_path, preset):
 
     assert cli.main(["recipes", str(tmp_path / "r"), "--preset", preset, "--n", "20"]) == 0
     table = pd.read_parquet(tmp_path / "r" / "recipes.parquet")
-    titles = {title.split(" ")[0] for title, _, _ in histogram_panels(table)}
-    assert set(USER_COLUMNS[preset]) <= titles, titles
+    panels = {title.split(" ")[0]: (values, label) for title, values, label in histogram_panels(table)}
+    names, numbers = USER_COLUMNS[preset]
+    for col in names:  # a bar chart of the names drawn
+        assert set(panels[col][0]) == set(table[col]) and panels[col][1] == ""
+    for col in numbers:  # a histogram of every value, its axis labelled with the unit
+        assert len(panels[col][0]) == len(table) and panels[col][1] != "", col

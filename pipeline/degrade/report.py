@@ -24,7 +24,9 @@ _UNITS = (
     ("_theta", "rotation θ (radians)"), ("_beta", "shape β (no unit)"), ("_omega", "cut-off ω (radians/px)"),
     ("_scale", "scale factor (×)"), ("_gray", "gray noise (0 colour, 1 gray)"),
     ("_quality", "JPEG quality (0–100)"), ("_shot", "shot: variance per unit linear signal"),
-    ("camera_read", "read: variance, linear signal in [0, 1]"),
+    ("camera_read", "read: variance, linear signal in [0, 1]"), ("_generations", "re-encodings"),
+    ("codec_strength", "place in the codec's CRF range (0 finest)"), ("_frames", "clip length (frames)"),
+    ("_motion", "most shift per frame (px)"),
 )
 # noise{s}_level holds σ for gaussian noise and a scale for poisson noise: one panel for each
 _LEVELS = {"gaussian": "σ (grey levels of 255)", "poisson": "Poisson scale (no unit)"}
@@ -45,7 +47,7 @@ def user_op_columns(table: pd.DataFrame) -> list[str]:
 
 def _is_names(values: pd.Series) -> bool:
     """A user op's param drawn from a `choice` of names (strings), not numbers."""
-    return values.dtype == object and values.dropna().map(lambda v: isinstance(v, str)).any()
+    return not pd.api.types.is_numeric_dtype(values) and bool(values.dropna().map(lambda v: isinstance(v, str)).any())
 
 
 def histogram_panels(table: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
