@@ -19,7 +19,7 @@ import numpy as np
 from . import codec as _codec
 from . import isp as _isp
 from . import web as _web
-from .params import check_choice
+from .params import check_choice, check_keys
 
 
 def pinned(ranges: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,6 +42,7 @@ def codec(img: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator) 
     `gop`, `b_frames`, `frames`, `motion` (else drawn from the defaults by `rng`). The speed preset
     and the motion seed come from `rng`.
     """
+    check_keys("codec step", params, ("codec", "strength"))
     name = params["codec"]
     check_choice("codec step: codec", name, list(_codec.CODECS))
     strength = float(params["strength"])
@@ -71,6 +72,7 @@ def web(img: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator) ->
     ',', default all three: fixed here, not by what this machine's Pillow has, so that the bytes
     never depend on the machine; AVIF without libavif stops with one line). Each generation's
     format, quality, subsampling, scale and filter are drawn by `rng`."""
+    check_keys("web step", params, ("generations", "min_quality"))
     ranges = pinned(_web.RANGES, {"generations": params["generations"]})
     ranges["format"] = str(params.get("formats", WEB_FORMATS)).split(",")
     floor = int(params["min_quality"])
