@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/degrade.py [--tiles 512] [--workers 2] [--variants 4] [--no-dali]
     python bench/degrade.py --gpu [--tiles 4096] [--workers 16]       # on a GPU machine
+    .venv/bin/python bench/degrade.py --presets video,camera,web [--tiles 128]   # presets next to x4plus
 
 Rows (same tiles, same recipes, each end to end: PNG decode → USM → recipe → PNG encode):
   reference, 1 process     apply_recipe in this process, OpenCV on one thread (keeping freed
@@ -20,6 +21,9 @@ With --gpu (CPU reference rows use all --workers; DALI rows on the GPU):
                            in this process or one per GPU_CORES_PER_PROCESS cores in spawned ones
 and a floor: each op of one typical recipe done once with OpenCV on one tile (indented rows: the
 op's parts, or how it was done before, for comparison).
+With --presets (a comma-separated list; realesrgan-x4plus always first, same tiles, same run): per
+preset the reference row, the auto row, and each step's mean ms over the tiles (reference backend,
+one process), the slowest step named.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ def bench_reference(tiles: list[bytes], cfg: DegradeConfig) -> float:
 
 
 def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: str = "auto",
-               variants: int = 1) -> tuple[float, str]:
+               variants: int = 1, preset: str = "realesrgan-x4plus") -> tuple[float, str]:
     """degrade_set's steps on an HR shard set (plan, pooled jobs, write), timing each result as it
     reaches the writer: prints the start-up (time to the first result) and the steady-state rate.
     Returns (LR tiles/s, backend); `variants` LR tiles per HR tile."""
@@ -95,7 +99,7 @@ def bench_auto(tiles: list[bytes], workers: int, batch_size: int = 32, backend: 
         write_shard_set(hr, (Sample(tile_key(i), {"hr.png": t}, {"height": TILE, "width": TILE})
                              for i, t in enumerate(tiles)), set_name="hr")
         cfg = build(DegradeConfig, {"backend": backend, "workers": workers, "batch_size": batch_size, "examples": 0,
-                                    "variants": variants}, "degrade")
+                                    "variants": variants, "preset": preset}, "degrade")
         before, faults = _children_cpu(), _children_faults()
         start, stamps = time.perf_counter(), []
 
@@ -240,6 +244,39 @@ def op_floor(tile: bytes, reps: int = 20) -> dict[str, float]:
     return out
 
 
+def step_times(tiles: list[bytes], cfg: DegradeConfig) -> dict[str, float]:
+    """Mean ms per tile of each recipe step (by name; a step not drawn for a tile counts 0 there),
+    reference backend in this process, OpenCV on one thread."""
+    cv2.setNumThreads(1)
+    settings, total = cfg.settings, {}
+    for i, data in enumerate(tiles):
+        recipe = sample_recipe(settings, SEED, tile_key(i), 0, scale=4)
+        hr = spec.crop_to_scale(decode_png(data), recipe.scale)
+        img = spec.to_float(hr)
+        for step in recipe.steps:
+            start = time.perf_counter()
+            img = fast.apply_step(img, step, hr.shape[:2], recipe.scale)
+            total[step.name] = total.get(step.name, 0.0) + time.perf_counter() - start
+    return {name: 1e3 * t / len(tiles) for name, t in total.items()}
+
+
+def preset_rows(tiles: list[bytes], presets: list[str], workers: int) -> None:
+    """The --presets table: tiles/s of each preset next to realesrgan-x4plus, and its slowest step."""
+    keep_freed_memory()
+    names = ["realesrgan-x4plus"] + [p for p in presets if p != "realesrgan-x4plus"]
+    print("\n| preset | reference, 1 process, tiles/s | auto, %d workers, tiles/s | slowest step (mean ms/tile) | "
+          "steps, mean ms/tile |\n|---|---|---|---|---|" % workers, flush=True)
+    for name in names:
+        cfg = build(DegradeConfig, {"preset": name}, "degrade")
+        ref = bench_reference(tiles, cfg)
+        auto, backend = bench_auto(tiles, workers, preset=name)
+        times = step_times(tiles, cfg)
+        slowest = max(times, key=times.get)
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in times.items())
+        print(f"| {name} | {ref:.1f} | {auto:.1f} ({backend}) | {slowest} ({times[slowest]:.1f}) | {steps} |",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", type=int, default=512)
@@ -248,9 +285,16 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=4,
                     help="LR variants per HR tile in the last auto row (tiles/variants HR tiles, same LR count)")
     ap.add_argument("--gpu", action="store_true", help="the GPU rows (needs CUDA and DALI)")
+    ap.add_argument("--presets", metavar="P,P", help="only the presets table: these presets next to x4plus")
     args = ap.parse_args()
     cfg = build(DegradeConfig, {}, "degrade")
     tiles = make_tiles(args.tiles)
+    if args.presets:
+        print(f"{args.tiles} HR {TILE} px tiles -> x4 LR, cores {os.cpu_count()}, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        preset_rows(tiles, args.presets.split(","), args.workers)
+        print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+        return
     print(f"{args.tiles} HR {TILE} px tiles -> x4 LR, preset realesrgan-x4plus, cores {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     if args.gpu:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 # pipeline.degrade.config.PRESETS, spelled out so `--help` does not import the degradation engine
 # (a test keeps the two equal)
-PRESET_NAMES = ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan")
+PRESET_NAMES = ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan", "video", "camera", "web")
 DEFAULT_TILE = 256  # pipeline.infer.DEFAULT_TILE, spelled out likewise (the same test keeps them equal)
 FORCE_HELP = "replace OUT even if it exists and is not empty (default: refuse, touching nothing)"
 

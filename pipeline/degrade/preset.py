@@ -42,7 +42,7 @@ from .steps import OPS, StepBase
 from .userops import UserStep, is_user_op
 
 PRESET_DIR = Path(__file__).parent / "presets"
-PRESETS = ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan")
+PRESETS = ("realesrgan-x4plus", "realesrgan-x2plus", "bsrgan", "video", "camera", "web")
 HEADER = "# realsynth degradation preset: an ordered pipeline of steps (README, \"Degradation\")\n"
 
 
@@ -91,6 +91,8 @@ class Preset:
 
 def _item_data(item: Item) -> dict[str, Any]:
     data = {k: v for k, v in to_dict(item).items() if v is not None and not (k == "before" and not v)}
+    if isinstance(item, UserStep):  # each range as its one given kind ({uniform: [lo, hi]}), not four keys
+        data["params"] = {k: {kind: v for kind, v in r.items() if v is not None} for k, r in data["params"].items()}
     if isinstance(item, Group):
         data["steps"] = [_item_data(s) for s in item.steps]
         if item.repeat == 1:

@@ -23,28 +23,44 @@ _UNITS = (
     ("_size", "kernel size (px)"), ("_sigma_x", "σx (px)"), ("_sigma_y", "σy (px)"),
     ("_theta", "rotation θ (radians)"), ("_beta", "shape β (no unit)"), ("_omega", "cut-off ω (radians/px)"),
     ("_scale", "scale factor (×)"), ("_gray", "gray noise (0 colour, 1 gray)"),
-    ("_quality", "JPEG quality (0–100)"), ("camera_shot", "shot: variance per unit linear signal"),
-    ("camera_read", "read: variance, linear signal in [0, 1]"),
+    ("_quality", "JPEG quality (0–100)"), ("_shot", "shot: variance per unit linear signal"),
+    ("camera_read", "read: variance, linear signal in [0, 1]"), ("_generations", "re-encodings"),
+    ("codec_strength", "place in the codec's CRF range (0 finest)"), ("_frames", "clip length (frames)"),
+    ("_motion", "most shift per frame (px)"),
 )
 # noise{s}_level holds σ for gaussian noise and a scale for poisson noise: one panel for each
 _LEVELS = {"gaussian": "σ (grey levels of 255)", "poisson": "Poisson scale (no unit)"}
-_LOG_X = ("camera_shot", "camera_read")  # drawn log-uniformly: log bins show the draw as drawn
+_LOG_X = ("_shot", "camera_read")  # column endings drawn log-uniformly: log bins show the draw as drawn
 
 
 def _unit(col: str) -> str:
     return next((label for end, label in _UNITS if col.endswith(end)), "")
 
 
+def user_op_columns(table: pd.DataFrame) -> list[str]:
+    """The user ops' `<name>_<param>` columns of an index or recipes table: `recipe_columns` puts
+    them after every built-in column, and neither table adds a column after those."""
+    cols = list(table.columns)
+    known = [i for i, c in enumerate(cols) if c in BASE_COLUMNS or c in BSRGAN_COLUMNS]
+    return cols[known[-1] + 1:] if known else []
+
+
+def _is_names(values: pd.Series) -> bool:
+    """A user op's param drawn from a `choice` of names (strings), not numbers."""
+    return not pd.api.types.is_numeric_dtype(values) and bool(values.dropna().map(lambda v: isinstance(v, str)).any())
+
+
 def histogram_panels(table: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
-    """(title, values, x label) for each recipe column of `table` that has a value somewhere:
-    a column absent for the preset (every value NaN) gets no panel. String columns keep 'n/a'
-    among their labels; numeric values come without NaN, and the title counts them."""
+    """(title, values, x label) for each recipe column of `table` that has a value somewhere, user
+    ops' columns last: a column absent for the preset (every value NaN) gets no panel. String columns
+    keep 'n/a' among their labels; numeric values come without NaN, and the title counts them."""
     panels = []
-    for col in [c for c in BASE_COLUMNS + BSRGAN_COLUMNS if c in table.columns and c != "bsrgan_order"]:
+    builtin = [c for c in BASE_COLUMNS + BSRGAN_COLUMNS if c in table.columns and c != "bsrgan_order"]
+    for col in builtin + user_op_columns(table):
         values = table[col]
         if values.notna().sum() == 0:
             continue
-        if col in STRING_COLUMNS:
+        if col in STRING_COLUMNS or _is_names(values):
             panels.append((col, _labels(values), ""))
             continue
         numbers = pd.to_numeric(values, errors="coerce")
@@ -73,7 +89,7 @@ def plot_histograms(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.3 * nrows), squeeze=False)
     for ax, (title, values, xlabel) in zip(axes.ravel(), panels):
         if xlabel:
-            log = title.startswith(_LOG_X) and (values > 0).all()
+            log = title.split(" ")[0].rstrip(",").endswith(_LOG_X) and (values > 0).all()
             bins = np.geomspace(values.min(), values.max(), 31) if log and values.max() > values.min() else 30
             # one filled outline, not 30 bar patches: a third of the drawing time
             ax.hist(values, bins=bins, color="tab:orange", histtype="stepfilled")
@@ -104,8 +120,8 @@ def _labels(values: pd.Series) -> pd.Series:
 
 def _frequencies(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for col in BASE_COLUMNS + BSRGAN_COLUMNS:
-        if col in STRING_COLUMNS and col in table.columns and col != "bsrgan_order":
+    for col in list(BASE_COLUMNS + BSRGAN_COLUMNS) + user_op_columns(table):
+        if col in table.columns and col != "bsrgan_order" and (col in STRING_COLUMNS or _is_names(table[col])):
             shares = _labels(table[col]).value_counts(normalize=True).sort_index()
             rows.append({"column": col, "shares": ", ".join(f"{k} {v:.2f}" for k, v in shares.items())})
     return pd.DataFrame(rows)
@@ -149,7 +165,7 @@ def write_degrade_report(out: Path, index: pd.DataFrame, skipped: Sequence[tuple
 
 def write_recipes_report(out: Path, table: pd.DataFrame, *, preset: str, seed: int, scale: int) -> None:
     plot_histograms(table, out / HISTOGRAMS)
-    numeric = [c for c in table.columns if c != "key" and c not in STRING_COLUMNS]
+    numeric = [c for c in table.columns if c != "key" and c not in STRING_COLUMNS and not _is_names(table[c])]
     summary = table[numeric].describe().T[["count", "mean", "min", "max"]].reset_index(names="column")
     lines = ["# recipes report", "", f"- preset: {preset}, scale: {scale}, seed: {seed}, recipes: {len(table)}",
              "", f"![histograms]({HISTOGRAMS})", "", "## Names", "", markdown_table(_frequencies(table)), "",

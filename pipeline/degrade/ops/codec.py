@@ -52,7 +52,9 @@ MIN_SIDE = 16
 # `preset`: x264/x265 presets, the libvpx `cpu-used` speed, the SVT-AV1 preset, and for MPEG-2/4 the
 # macroblock decision mode (`mbd`), their nearest thing to a speed/quality preset.
 RANGES: dict[str, Any] = {
-    "codec": ["h264", "hevc", "mpeg2", "mpeg4", "vp9", "av1"],
+    # hevc is available by name but not drawn by default: libx265 (PyAV 18.1, FFmpeg 8.1) corrupted the
+    # heap on runs of small (40-48 px) frames, taking the worker process down (README, "Degradation")
+    "codec": ["h264", "mpeg2", "mpeg4", "vp9", "av1"],
     "rate_control": ["crf", "bitrate"],
     "crf": {"h264": [20, 38], "hevc": [22, 40], "mpeg2": [3, 14], "mpeg4": [3, 14], "vp9": [35, 60],
             "av1": [35, 60]},
