@@ -241,14 +241,14 @@ def test_draw_recipes_writes_table_kernels_and_report(tmp_path):
     ({"blur1": 5}, "degrade.blur1: expected a mapping of keys, got 5"),
     ({"blur1": {"beta_plateau_range": [1.5, 2.0]}}, "degrade.blur1.beta_plateau_range: expected [lo, hi] with 0 < lo <= 1 <= hi"),
     ({"blur1": {"sigma": 1.0}}, "degrade.blur1.sigma: unknown key"),
-    ({"preset": "esrgan"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'] or a preset file, got 'esrgan'"),
+    ({"preset": "esrgan"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan', 'video', 'camera', 'web'] or a preset file, got 'esrgan'"),
     ({"variants": 0}, "degrade.variants: expected 1 <= value, got 0"),
     ({"preset": "bsrgan", "resize2": {"scale_range": [0.5, 1.0]}}, "degrade.resize2: not a step of the bsrgan preset; its steps: ['down0'"),
     ({"preset": "bsrgan", "resize1": {"mode_probs": {"down": 1.0}}}, "degrade.resize1.mode_probs: unknown key"),
     ({"final": {"sinc_prob": 0.5}}, "degrade.final.sinc_prob: unknown key; allowed keys: ['before', 'name'"),
     ({"final": {"order_probs": {"resize_sinc_jpeg": 0.5}}}, "degrade.final: a choice group needs `orders` and"),
     ({"blur1": {"op": "noise"}}, "degrade.blur1.op: set by the preset, not overridable"),
-    ({"preset": "no/such.yaml"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan'] "
+    ({"preset": "no/such.yaml"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan', 'video', 'camera', 'web'] "
                                  "or a preset file, got 'no/such.yaml'"),
     ({"camera": {"prob": 0.5}}, "degrade.camera: not a step of the realesrgan-x4plus preset"),
     ({"preset": "bsrgan", "backend": "dali"}, "degrade.backend: expected 'auto' or 'reference' with the bsrgan preset"),

@@ -75,7 +75,7 @@ def origin(tmp_path_factory) -> Path:
     _run(repo, "git", "init", "-q", "-b", "main")
     _dvc(repo, "init", "-q")
     skip = shutil.ignore_patterns("__pycache__")
-    for name in ("pipeline", "stages", "photos"):
+    for name in ("pipeline", "stages", "photos", "data/real"):
         shutil.copytree(ROOT / name, repo / name, ignore=skip)
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io.digest import sha256_file
-from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes
+from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, read_parquet_table
 
 from .draw import sample_recipe
 from .samples import Result, sample_columns, sample_json
@@ -193,8 +193,7 @@ def plan_reuse(previous: Path | None, ctx: Context, jobs: list[Job]) -> Reuse:
         before = manifest.get("parts") or {}
         differs = sorted(k for k in now["parts"] if before.get(k) != now["parts"][k])
         return Reuse(None, frozenset(), jobs, f"changed since the previous set: {', '.join(differs)}")
-    import pandas as pd
-    inputs = pd.read_parquet(previous / REUSE_DIR / INPUTS)
+    inputs = read_parquet_table(previous / REUSE_DIR / INPUTS)
     old = ShardSet(previous)
     made_from = dict(zip(inputs["key"], inputs["hr_sha256"]))
     held = set(old.keys)

@@ -306,6 +306,12 @@ def _read_index(set_dir: Path) -> pd.DataFrame:
     path = set_dir / INDEX
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
+    return read_parquet_table(path)
+
+
+def read_parquet_table(path: Path) -> pd.DataFrame:
+    """A parquet table: a shard set's index, or a table that describes one (degrade's reuse manifest).
+    The one place parquet is read, so what reads an index is always this module."""
     import pandas as pd
     return pd.read_parquet(path)
 
