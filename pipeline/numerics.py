@@ -39,3 +39,14 @@ def pin_cpu_numerics(threads: int) -> str:
         raise ValueError(f"reproducible: needs PyTorch's AVX2 CPU kernels, got {capability} ({have}); "
                          f"set reproducible: false on this machine")
     return f"CPU numerics pinned: AVX2 kernels (ATen, oneDNN, MKL), {threads} threads"
+
+
+def set_cpu_numerics(reproducible: bool, threads: int) -> str | None:
+    """A stage's `reproducible` / `threads` params: pin (a note to print), else just the thread count
+    when one is given (0: PyTorch's default). Call before the first CPU op."""
+    if reproducible:
+        return pin_cpu_numerics(threads)
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    return None

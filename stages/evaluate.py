@@ -32,13 +32,11 @@ def main(argv: list[str] | None = None) -> None:
         print(summary(cfg.paths.eval, LABELS))
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, set before CUDA starts
-    if cfg.evaluate.reproducible:  # before the first CPU op
-        from pipeline.numerics import pin_cpu_numerics
-        print(f"evaluate: {pin_cpu_numerics(cfg.evaluate.threads)}")
-    import torch
+    from pipeline.numerics import set_cpu_numerics  # before the first CPU op
 
-    if cfg.evaluate.threads and not cfg.evaluate.reproducible:
-        torch.set_num_threads(cfg.evaluate.threads)
+    if note := set_cpu_numerics(cfg.evaluate.reproducible, cfg.evaluate.threads):
+        print(f"evaluate: {note}")
+    import torch
 
     from pipeline.evaluate import evaluate
     from pipeline.evaluate.score import model_names

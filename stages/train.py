@@ -28,12 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     section = f"train_{args.phase}"
     cfg = load_params(args.params, sections=("seed", "scale", "paths", section))
     tcfg = getattr(cfg, section)
-    if tcfg.reproducible:  # before the first CPU op; loading the params built nets on the meta device only
-        from pipeline.numerics import pin_cpu_numerics
-        print(f"{section}: {pin_cpu_numerics(tcfg.threads)}")
-    elif tcfg.threads:
-        import torch
-        torch.set_num_threads(tcfg.threads)
+    from pipeline.numerics import set_cpu_numerics  # before the first CPU op (params built nets on the meta device)
+
+    if note := set_cpu_numerics(tcfg.reproducible, tcfg.threads):
+        print(f"{section}: {note}")
     out_dir = cfg.paths.models / args.phase
     init_from = None
     if args.phase == "gan":

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from conftest import dvc_project, lr_hash, run_dvc
 from test_degrade_stage import _tiles, _write_hr_set, cfg_of
 
 from pipeline.degrade import incremental, run
@@ -201,48 +199,26 @@ def test_code_digest_covers_the_degrade_code_and_nothing_else(tmp_path):
 
 # ---- with the real DVC: git init + dvc init in a tmp dir, the project's dvc.yaml and stage code ----
 
-def _dvc(repo: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=env, capture_output=True,
-                          text=True)
-    assert done.returncode == 0, f"dvc {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def _lr_hash(repo: Path) -> str:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return next(o["md5"] for o in lock["stages"]["degrade"]["outs"] if o["path"] == "data/lr")
-
-
 @pytest.mark.slow
 def test_dvc_repro_after_new_hr_tiles_reuses_and_gives_the_from_scratch_hash(tmp_path, tiles):
-    if not (Path(sys.executable).parent / "dvc").is_file():
-        pytest.skip(f"no dvc beside {sys.executable}")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
+    repo = dvc_project(tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["degrade"].update(backend="reference", workers=1, examples=2, shard_bytes=40_000)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    _dvc(repo, "init", "-q")
     hr = repo / "data" / "hr"
     _write_hr_set(hr, tiles[:6], tiny=False)   # stands in for ingest's output (`-s`: degrade alone)
-    _dvc(repo, "repro", "-s", "degrade")
+    run_dvc(repo, "repro", "-s", "degrade")
     shutil.rmtree(hr)
     _write_hr_set(hr, tiles, tiny=False)
-    out = _dvc(repo, "repro", "-s", "degrade")
+    out = run_dvc(repo, "repro", "-s", "degrade")
     assert "6 reused from the previous set (6 of 9 carried over)" in out, out
-    incremental_hash = _lr_hash(repo)
+    incremental_hash = lr_hash(repo)
     assert (repo / "data" / "lr" / REUSE_DIR / MANIFEST).is_file()   # kept, but not in DVC's hash:
-    assert "up to date" in _dvc(repo, "status", "degrade")
+    assert "up to date" in run_dvc(repo, "status", "degrade")
     shutil.rmtree(repo / "data" / "lr")
-    out = _dvc(repo, "repro", "-s", "-f", "--no-run-cache", "degrade")
+    out = run_dvc(repo, "repro", "-s", "-f", "--no-run-cache", "degrade")
     assert "0 reused from the previous set (no previous set)" in out, out
-    assert _lr_hash(repo) == incremental_hash
+    assert lr_hash(repo) == incremental_hash
 
 
 def test_editing_a_user_op_module_changes_the_fingerprint(tmp_path, monkeypatch):

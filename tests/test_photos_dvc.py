@@ -1,10 +1,6 @@
 """Photos named in `ingest.sources` are DVC dependencies: they must lie in `paths.photos`, the folder
 dvc.yaml makes `ingest` depend on, so adding, removing or changing one makes `ingest` stale."""
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,12 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import dvc_project, run_dvc
 from pipeline.config import load_params, parse_params
 from pipeline.ingest.sources import resolve_sources
 from pipeline.params import ParamsError, read_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-DVC = Path(sys.executable).parent / "dvc"
 
 
 @pytest.mark.parametrize("sources", [
@@ -71,15 +66,8 @@ def test_resolve_sources_keeps_list_entries_inside_root(tmp_path):
 
 # ---- with the real DVC: git init + dvc init in a tmp dir, the project's dvc.yaml and stage code ----
 
-def _dvc(repo: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([str(DVC), *args], cwd=repo, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"dvc {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
 def _status(repo: Path) -> dict:
-    return json.loads(_dvc(repo, "status", "ingest", "--json"))
+    return json.loads(run_dvc(repo, "status", "ingest", "--json"))
 
 
 def _photo(path: Path, seed: int) -> None:
@@ -96,39 +84,28 @@ def _set_sources(repo: Path, sources: list[str]) -> None:
 
 @pytest.fixture
 def repo(tmp_path):
-    if not DVC.is_file():
-        pytest.skip(f"no dvc beside {sys.executable}")
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    _dvc(repo, "init", "-q")
-    skip = shutil.ignore_patterns("__pycache__")
-    for name in ("pipeline", "stages", "photos"):
-        shutil.copytree(ROOT / name, repo / name, ignore=skip)
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
-    return repo
+    return dvc_project(tmp_path / "repo")
 
 
 @pytest.mark.slow
 def test_a_photo_added_removed_or_changed_makes_ingest_stale(repo):
     _set_sources(repo, ["sample"])                      # the shipped default: clean after a repro
-    _dvc(repo, "repro", "ingest")
+    run_dvc(repo, "repro", "ingest")
     assert _status(repo) == {}
 
     _set_sources(repo, ["photos/"])                     # README: edit ingest.sources, run dvc repro
     for i in range(2):
         _photo(repo / "photos" / "shoot" / f"{i}.png", i)
-    _dvc(repo, "repro", "ingest")
+    run_dvc(repo, "repro", "ingest")
     assert _status(repo) == {}
 
     stale = {"ingest": [{"changed deps": {"photos": "modified"}}]}
     _photo(repo / "photos" / "shoot" / "new.png", 7)    # added
     assert _status(repo) == stale
-    _dvc(repo, "repro", "ingest")
+    run_dvc(repo, "repro", "ingest")
     assert _status(repo) == {}
     _photo(repo / "photos" / "shoot" / "0.png", 99)     # changed
     assert _status(repo) == stale
-    _dvc(repo, "repro", "ingest")
+    run_dvc(repo, "repro", "ingest")
     (repo / "photos" / "shoot" / "1.png").unlink()      # removed
     assert _status(repo) == stale

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.recover import process_runs, recover, release_dead_locks
+from conftest import DVC, dvc_project, lr_hash, run_dvc
+from pipeline.recover import process_runs, release_dead_locks
 
 ROOT = Path(__file__).resolve().parents[1]
-DVC = str(Path(sys.executable).with_name("dvc"))
 
 
 def _sleeper() -> subprocess.Popen:
@@ -69,38 +68,13 @@ def test_a_file_that_is_not_dvcs_lock_is_left_alone(tmp_path):
     assert rwlock.read_text() == "[1, 2]"
 
 
-def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run([DVC, *args], cwd=repo, env=env, capture_output=True, text=True)
-    if check and proc.returncode:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _lr_hash(repo: Path) -> str:
-    lock = (repo / "dvc.lock").read_text()
-    at = lock.index("path: data/lr", lock.index("  degrade:"))
-    return lock[at:].split("md5: ", 1)[1].split()[0]
-
-
-def _project_copy(dest: Path) -> Path:
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "photos", dest / "photos")
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, dest / name)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    _dvc(dest, "init", "-q")
-    return dest
-
-
 @pytest.mark.slow
 def test_sigkill_of_a_real_degrade_run_then_recover_gives_the_same_bytes(tmp_path):
-    repo = _project_copy(tmp_path / "repo")
-    _dvc(repo, "repro", "degrade")
-    want = _lr_hash(repo)
+    repo = dvc_project(tmp_path / "repo")
+    run_dvc(repo, "repro", "degrade")
+    want = lr_hash(repo)
     for kill_when in ("writing", "early"):
-        proc = subprocess.Popen([DVC, "repro", "-s", "-f", "degrade"], cwd=repo, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([str(DVC), "repro", "-s", "-f", "degrade"], cwd=repo, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
         deadline = time.monotonic() + 60
@@ -119,8 +93,8 @@ def test_sigkill_of_a_real_degrade_run_then_recover_gives_the_same_bytes(tmp_pat
         assert out.returncode == 0, out.stderr
         if kill_when == "writing":
             assert "removed data/.lr.tmp-" in out.stdout, out.stdout
-        _dvc(repo, "repro", "degrade")
-        assert _lr_hash(repo) == want
-        assert sorted(p.name for p in (repo / "data").iterdir()) == [".gitignore", "hr", "lr"]
-        status = _dvc(repo, "status", "degrade")
-        assert "up to date" in status.stdout, status.stdout
+        run_dvc(repo, "repro", "degrade")
+        assert lr_hash(repo) == want
+        assert sorted(p.name for p in (repo / "data").iterdir()) == [".gitignore", "hr", "lr", "real"]
+        status = run_dvc(repo, "status", "degrade")
+        assert "up to date" in status, status

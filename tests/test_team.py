@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import dvc_project
 from pipeline.params import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +75,7 @@ def origin(tmp_path_factory) -> Path:
     repo.mkdir()
     _run(repo, "git", "init", "-q", "-b", "main")
     _dvc(repo, "init", "-q")
-    skip = shutil.ignore_patterns("__pycache__")
-    for name in ("pipeline", "stages", "photos", "data/real"):
-        shutil.copytree(ROOT / name, repo / name, ignore=skip)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
+    dvc_project(repo, init=False)
     for name in ("models/net/live/.gitignore", "models/gan/live/.gitignore"):
         (repo / name).parent.mkdir(parents=True)
         shutil.copy(ROOT / name, repo / name)

@@ -37,7 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pipeline.io.digest import sha256_file
-from pipeline.io.atomic import atomic_write, sweep_stale
+from pipeline.io.atomic import atomic_write, sweep_folder
 
 CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
 # Keys that change how a run is operated or reported, not what it computes: changing them resumes.
@@ -197,9 +197,7 @@ def clear_checkpoints(ckpt_dir: Path) -> int:
 def remove_partial(ckpt_dir: Path) -> None:
     """Delete the temporary files a run killed while writing a checkpoint leaves behind (`.step_*.pt.*.tmp`;
     never one a live process is writing)."""
-    if ckpt_dir.is_dir():
-        for name in sorted({p.name[1:].split(".pt.", 1)[0] for p in ckpt_dir.glob(".step_*.pt.*.tmp")}):
-            sweep_stale(ckpt_dir / f"{name}.pt")
+    sweep_folder(ckpt_dir)
 
 
 def export_generator(path: Path, params: Mapping[str, torch.Tensor], params_ema: Mapping[str, torch.Tensor],
