@@ -153,9 +153,15 @@ def jpeg_info(data: bytes) -> dict | None:
         return {"tables": dict(getattr(im, "quantization", {}) or {}), "sampling": JpegImagePlugin.get_sampling(im)}
 
 
-def feature_value(fp: Mapping[str, float], name: str) -> float:
-    """The value `distance` compares: the mean, log10 for the shares (floored at 1e-6)."""
-    v = float(fp.get(name, NAN))
+def json_ready(fp: Mapping[str, float]) -> dict[str, float | None]:
+    """`fp` for strict JSON: NaN (nothing measured) as None; `distance` reads either form."""
+    return {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in fp.items()}
+
+
+def feature_value(fp: Mapping[str, float | None], name: str) -> float:
+    """The value `distance` compares: the mean, log10 for the shares (floored at 1e-6); NaN when absent."""
+    v = fp.get(name)
+    v = NAN if v is None else float(v)
     return math.log10(max(v, 1e-6)) if SCALES[name][1] and math.isfinite(v) else v
 
 

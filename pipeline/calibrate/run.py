@@ -20,7 +20,8 @@ import numpy as np
 
 from pipeline.io.images import encode_png
 
-from .fingerprint import SCALES, distance, fingerprint, format_table, image_features, read_lr_images, summarize
+from .fingerprint import (SCALES, distance, fingerprint, format_table, image_features, json_ready, read_lr_images,
+                          summarize)
 from .search import knob_effects, search, synthesize, tuned_preset
 
 GALLERY = 4  # rows of the report's gallery
@@ -82,12 +83,13 @@ def calibrate(real_lr: Path, hr: Path, out: Path, *, preset: str = "realesrgan-x
                "crop_size": crop_size, "variants": variants, "knobs": fit.knobs,
                "distance_default": distance(default_fp, real_fp), "distance_calibrated": fit.distance,
                "seconds": round(time.perf_counter() - start, 1)}
-    doc = {**summary, "fingerprints": {"real": real_fp, "default": default_fp, "calibrated": fit.fingerprint},
+    fps = {"real": real_fp, "default": default_fp, "calibrated": fit.fingerprint}
+    doc = {**summary, "fingerprints": {k: json_ready(v) for k, v in fps.items()},
            "scales": {k: {"scale": s, "log10": lg} for k, (s, lg) in SCALES.items()},
            "history": [{"knobs": x, "distance": d} for x, d in fit.history]}
-    (out / "fingerprints.json").write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    (out / "fingerprints.json").write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
     rows = write_gallery(out / "gallery", real_images, default_lrs, calibrated_lrs)
-    (out / "report.md").write_text(report_text(summary, doc["fingerprints"], rows, str(real_lr), str(hr)))
+    (out / "report.md").write_text(report_text(summary, fps, rows, str(real_lr), str(hr)))
     return summary
 
 

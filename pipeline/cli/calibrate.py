@@ -21,14 +21,14 @@ def _file_out(path: str, force: bool, what: str) -> Path:
 
 
 def _fingerprint(args: argparse.Namespace) -> int:
-    from pipeline.calibrate.fingerprint import fingerprint, format_table
+    from pipeline.calibrate.fingerprint import fingerprint, format_table, json_ready
     from pipeline.io.atomic import atomic_write_text
 
     out = _file_out(args.out, args.force, "--out") if args.out else None
     fp = fingerprint(Path(args.input), limit=args.limit)
     print(format_table({Path(args.input).name or str(args.input): fp}))
     if out is not None:
-        atomic_write_text(out, json.dumps(fp, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(out, json.dumps(json_ready(fp), indent=2, sort_keys=True, allow_nan=False) + "\n")
         print(f"fingerprint: {int(fp['images'])} images -> {out}")
     return 0
 
