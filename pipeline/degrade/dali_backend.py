@@ -212,12 +212,10 @@ def span_inputs(span: tuple[int, int], float_in: bool) -> tuple[str, ...]:
     return ("x" if float_in else "hr", *[n for stage in STAGES[span[0]:span[1]] for n in STAGE_INPUTS[stage]])
 
 
-def _build_pipeline(batch_size: int, gpu: bool, num_threads: int, span: tuple[int, int] = (0, len(STAGES)),
-                    float_in: bool = False, float_out: bool = False):
-    """The degradation graph (see module docstring) of stages STAGES[a:b], for at most `batch_size`
-    samples: from the uint8 HR (or float32 `x` when `float_in`) to uint8 LR (float32, unclipped,
-    when `float_out`: a user op or a later segment goes on from it)."""
-    from nvidia.dali import fn, pipeline_def, types
+def _graph_ops(gpu: bool):
+    """The graph's building blocks (called while a `pipeline_def` traces): `stage(name, x, inp)`
+    applies one of STAGES, `on_device`, `quantize`, `to_float`."""
+    from nvidia.dali import fn, types
     import nvidia.dali.math as dmath
 
     def on_device(node):
@@ -305,6 +303,17 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int, span: tuple[in
             return jpeg_if(x, inp[f"j{k}_on"], inp[f"j{k}_quality"])
         return final(x, inp)
 
+    return stage, on_device, quantize, to_float
+
+
+def _build_pipeline(batch_size: int, gpu: bool, num_threads: int, span: tuple[int, int] = (0, len(STAGES)),
+                    float_in: bool = False, float_out: bool = False):
+    """The degradation graph (see module docstring) of stages STAGES[a:b], for at most `batch_size`
+    samples: from the uint8 HR (or float32 `x` when `float_in`) to uint8 LR (float32, unclipped,
+    when `float_out`: a user op or a later segment goes on from it)."""
+    from nvidia.dali import fn, pipeline_def
+
+    stage, on_device, quantize, to_float = _graph_ops(gpu)
     names = span_inputs(span, float_in)
 
     @pipeline_def(enable_conditionals=True)
