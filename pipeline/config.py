@@ -42,13 +42,15 @@ class PathsConfig(Model):
     eval: PathField = Path("eval")         # evaluate outputs
     photos: PathField = Path("photos")     # the user's photos: every ingest source but 'sample' lies here
     real: PathField = Path("data/real")    # real-pair sets (`realsynth pairs`): a dependency of shard
+    presets: PathField = Path("presets")   # preset files and user-op modules degrade.preset names: a dependency of degrade
 
     @model_validator(mode="after")
     def _photos_apart(self) -> PathsConfig:
-        """`photos` is a dependency of ingest and `real` one of shard, so neither may hold a stage's
-        output (DVC would see a cycle), nor each other."""
+        """`photos` is a dependency of ingest, `real` one of shard and `presets` one of degrade, so none
+        may hold a stage's output (DVC would see a cycle), nor `photos` and `real` each other."""
         for mine, name in [("photos", n) for n in ("hr", "lr", "pairs", "models", "eval")] + \
-                          [("real", n) for n in ("hr", "lr", "pairs", "models", "eval", "photos")]:
+                          [("real", n) for n in ("hr", "lr", "pairs", "models", "eval", "photos")] + \
+                          [("presets", n) for n in ("hr", "lr", "pairs", "models", "eval")]:
             other, path = getattr(self, name), getattr(self, mine)
             if within(other, path) or within(path, other):
                 raise invalid(mine, f"expected a folder apart from paths.{name} ({other}), got {str(path)!r}")
@@ -221,6 +223,8 @@ def parse_params(data: dict | None, sections: tuple[str, ...] | None = None, sou
     if "shard" in built and built["shard"].real_pairs and not within(built["shard"].real_pairs, params.paths.real):
         raise ParamsError(f"shard.real_pairs: expected '' or a set inside paths.real ({str(params.paths.real)!r}), "
                           f"the folder DVC tracks for shard, got {built['shard'].real_pairs!r}")
+    if "degrade" in built:
+        built["degrade"].check_deps(params.paths.presets)
     return params.model_copy(update=built)
 
 

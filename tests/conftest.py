@@ -43,7 +43,7 @@ def fixtures() -> Path:
 
 # ---- a throwaway DVC project of this repo, for tests that run the real `dvc` ---------------------
 DVC = Path(sys.executable).with_name("dvc")
-PROJECT = ("pipeline", "stages", "photos", "data/real", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
+PROJECT = ("pipeline", "stages", "photos", "presets", "data/real", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 
 
 def run_dvc(repo: Path, *args: str) -> str:

@@ -16,6 +16,7 @@ from pipeline import cli
 from pipeline.degrade import DegradeConfig, Recipe, apply_recipe, preset_settings, sample_recipe
 from pipeline.degrade.preset import PRESET_DIR, PRESETS, dump_preset, parse_preset
 from pipeline.degrade.run import degrade_set, draw_recipes, replay_sample
+from pipeline.degrade.dali_backend import cuda_visible
 from pipeline.degrade.sources import read_sample, resolve_backend
 from pipeline.io.images import decode_png, encode_png
 from pipeline.params import ParamsError, build
@@ -152,7 +153,7 @@ def test_user_op_gets_recipe_columns_and_replays(tmp_path):
         (photos / f"p{i}.png").write_bytes(encode_png(rng.integers(0, 256, (96, 112, 3), dtype=np.uint8)))
     preset = write_preset(tmp_path / "grain.yaml", with_step("realesrgan-x4plus", GRAIN, after="noise2"))
     cfg = build(DegradeConfig, {"preset": str(preset), "variants": 4, "workers": 1, "examples": 0}, "degrade")
-    assert resolve_backend("auto", cfg.settings) == "reference"
+    assert resolve_backend("auto", cfg.settings) == ("dali-gpu" if cuda_visible() else "reference")
     out = tmp_path / "lr"
     degrade_set(photos, out, cfg, seed=3, scale=4, progress=False)
     index = pd.read_parquet(out / "index.parquet")
@@ -218,9 +219,11 @@ def test_a_user_op_that_resizes_is_refused_naming_it():
 
 
 def test_the_dali_backend_refuses_presets_it_cannot_run(tmp_path):
-    path = write_preset(tmp_path / "g.yaml", with_step("realesrgan-x4plus", GRAIN, after="usm"))
+    path = write_preset(tmp_path / "b.yaml", preset_settings("bsrgan").to_data())
     with pytest.raises(ParamsError, match=re.escape("degrade.backend: expected 'auto' or 'reference' with the "
-                                                    "realesrgan-x4plus preset (the graph has no user ops")):
+                                                    "bsrgan preset (the graph implements the Real-ESRGAN step order")):
         build(DegradeConfig, {"preset": str(path), "backend": "dali"}, "degrade")
+    grain = write_preset(tmp_path / "g.yaml", with_step("realesrgan-x4plus", GRAIN, after="usm"))
+    assert build(DegradeConfig, {"preset": str(grain), "backend": "dali"}, "degrade").backend == "dali"  # between segments
     assert build(DegradeConfig, {"preset": str(write_preset(tmp_path / "x4.yaml", preset_settings(
         "realesrgan-x4plus").to_data())), "backend": "dali"}, "degrade").backend == "dali"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -72,6 +73,12 @@ class DegradeConfig(Model):
     def settings(self) -> Preset:
         """The complete preset the sampler reads (resolved when the config was validated)."""
         return load_preset(self.preset, self.steps)
+
+    def check_deps(self, presets: Path) -> None:
+        """Raise ParamsError unless the preset file and its user-op modules lie in `presets`
+        (`paths.presets`, a DVC dependency of degrade; `deps.py`)."""
+        from .deps import check_deps
+        check_deps(self.preset, self.settings, presets)
 
     def to_dict(self) -> dict[str, Any]:
         """As params.yaml writes it: the step overrides as keys of the section."""

@@ -9,6 +9,10 @@ every noise step is generated on the CPU from the step's own seed (`geometry.sta
 and fed in. The output of a sample therefore depends only on (HR, recipe): batch size, batch
 position and thread count do not matter, and Gaussian noise is the very field the spec adds.
 
+A preset's user ops (`module:function` steps between Real-ESRGAN's) have no DALI implementation:
+the graph is cut at them into segment graphs (`STAGES` spans, float32 in and out between them) and
+each op runs on the CPU in between, as on the reference backend (`dali_segments`).
+
 Where DALI differs from the spec (parity is tested with these tolerances in mind):
 - blur: `fn.filter` (CPU: OpenCV's filter2D; reflect-101) — equal to float rounding;
 - resize: `fn.resize` without antialiasing for bilinear (equal to OpenCV to float rounding) and
@@ -31,14 +35,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 
 from .geometry import crop_to_scale, plan_shapes, standard_normal, usm_sigma
 from .jpeg import jpeg_roundtrip
-from .recipe import Camera, Recipe
+from .dali_segments import STAGES, run_segmented, user_op_plan
+from .recipe import Camera, Recipe, UserOp
 
 _GRAPH_STEPS = ("usm", "blur1", "resize1", "noise1", "jpeg1", "blur2", "resize2", "noise2", "jpeg2")
+_NOISE_FIELDS = ("on", "gaussian", "gray", "level", "z")
 _FINAL = {"resize_sinc_jpeg": ("resize_final", "sinc_final", "jpeg_final"),
           "jpeg_resize_sinc": ("jpeg_final", "resize_final", "sinc_final")}
 
@@ -93,9 +100,13 @@ def gpu_device_id(env: Mapping[str, str] = os.environ, count: int | None = None)
 
 
 def _structure(preset) -> list:
-    """A preset's steps without their values: names, ops, resize bases, group orders."""
+    """A preset's steps without their values (names, ops, resize bases, group orders), its top-level
+    user ops left out: the graph runs those between its stages (`dali_segments`)."""
+    from .userops import UserStep
     out = []
     for item in preset.items:
+        if isinstance(item, UserStep):
+            continue
         steps = getattr(item, "steps", (item,))
         out.append((item.name, getattr(item, "order", None), getattr(item, "orders", None), item.scales
                     if not hasattr(item, "steps") else None,
@@ -104,18 +115,22 @@ def _structure(preset) -> list:
 
 
 def graph_problem(preset) -> str | None:
-    """Why the graph cannot run `preset` (its steps are not Real-ESRGAN's, ranges aside), else None."""
+    """Why the graph cannot run `preset` (its steps, user ops between them aside, are not
+    Real-ESRGAN's, ranges aside), else None."""
     from .preset import preset_settings
+    from .userops import UserStep
+    inside = next((item.name for item in preset.items for s in getattr(item, "steps", ()) if isinstance(s, UserStep)),
+                  None)
+    if inside is not None:
+        return f"the graph runs user ops between its steps, not inside the group {inside}"
     if _structure(preset) == _structure(preset_settings("realesrgan-x4plus")):
         return None
-    if preset.has_user_ops:
-        return "the graph has no user ops: they run on the reference backend"
     return "the graph implements the Real-ESRGAN step order only"
 
 
 def check_graph_recipe(recipe: Recipe) -> None:
     """Raise ValueError unless `recipe` has the Real-ESRGAN structure the graph implements."""
-    names = [s.name for s in recipe.steps]
+    names = [s.name for s in recipe.steps if not isinstance(s, UserOp)]  # run between segments
     if recipe.order not in _FINAL or any(isinstance(s, Camera) for s in recipe.steps):
         raise ValueError(f"the dali backend runs the realesrgan presets; recipe of preset {recipe.preset!r} "
                          f"needs backend='reference'")
@@ -126,8 +141,9 @@ def check_graph_recipe(recipe: Recipe) -> None:
         raise ValueError(f"the dali backend cannot run a recipe with steps {names}")
 
 
-def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
-    """Everything the graph needs for one sample, as numpy arrays keyed by external_source name."""
+def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, Any]:
+    """Everything the graph needs for one sample, as numpy arrays keyed by external_source name, and
+    `_ops`: its user ops' plan (`dali_segments.user_op_plan`)."""
     check_graph_recipe(recipe)
     hr = crop_to_scale(hr, recipe.scale)
     shapes = plan_shapes(recipe, hr.shape[:2])
@@ -163,6 +179,7 @@ def _sample_inputs(hr: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
         d[f"{key}_on"] = np.array(step is not None)
         d[f"{key}_quality"] = np.array(step.quality if step else 100, i32)
     d["resize_first"] = np.array(recipe.order == "resize_sinc_jpeg")
+    d["_ops"] = user_op_plan(recipe)  # where its user ops run (not a graph input)
     return d
 
 
@@ -177,20 +194,29 @@ def _interp_code(interp: str) -> int:
                 "bicubic": types.INTERP_CUBIC}[interp])
 
 
-INPUT_NAMES = ("hr", "usm_on", "usm_size", "usm_sigma", "usm_weight", "usm_threshold", "k1", "k2", "kf",
-               *[f"{k}_{f}" for k in ("r1", "r2", "rf") for f in ("size", "area", "interp")],
-               *[f"{k}_{f}" for k in ("n1", "n2") for f in ("on", "gaussian", "gray", "level", "z")],
-               "j1_on", "j1_quality", "j2_on", "j2_quality", "jf_quality",
-               "resize_first")
+# The graph's stages, in order: a segment graph runs a span of them (`dali_segments`). Each with the
+# external_source inputs it reads.
+STAGE_INPUTS = {
+    "usm": ("usm_on", "usm_size", "usm_sigma", "usm_weight", "usm_threshold"), "blur1": ("k1",),
+    "resize1": ("r1_size", "r1_area", "r1_interp"), "noise1": tuple(f"n1_{f}" for f in _NOISE_FIELDS),
+    "jpeg1": ("j1_on", "j1_quality"), "blur2": ("k2",), "resize2": ("r2_size", "r2_area", "r2_interp"),
+    "noise2": tuple(f"n2_{f}" for f in _NOISE_FIELDS), "jpeg2": ("j2_on", "j2_quality"),
+    "final": ("rf_size", "rf_area", "rf_interp", "kf", "jf_quality", "resize_first")}
+INPUT_NAMES = ("hr", *[n for stage in STAGES for n in STAGE_INPUTS[stage]])
+_HWC = ("hr", "x", "n1_z", "n2_z")
 
 
-def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
-    """The degradation graph (see module docstring), for at most `batch_size` samples."""
-    from nvidia.dali import fn, pipeline_def, types
+def span_inputs(span: tuple[int, int], float_in: bool) -> tuple[str, ...]:
+    """The external_source names of the graph of stages STAGES[a:b]: its image (`hr` uint8, or `x`
+    float32 from a user op or an earlier segment), then each stage's."""
+    return ("x" if float_in else "hr", *[n for stage in STAGES[span[0]:span[1]] for n in STAGE_INPUTS[stage]])
+
+
+def _graph_ops(gpu: bool):
+    """The graph's building blocks (called while a `pipeline_def` traces): `stage(name, x, inp)`
+    applies one of STAGES, `on_device`, `quantize`, `to_float`."""
+    from nvidia.dali import fn, types
     import nvidia.dali.math as dmath
-
-    def src(name: str, **kw):
-        return fn.external_source(name=name, **kw)
 
     def on_device(node):
         return node.gpu() if gpu else node
@@ -236,10 +262,7 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
             y = x
         return y
 
-    @pipeline_def(enable_conditionals=True)
-    def graph():
-        inp = {n: src(n, layout="HWC") if n in ("hr", "n1_z", "n2_z") else src(n) for n in INPUT_NAMES}
-        x = to_float(on_device(inp["hr"]))
+    def usm(x, inp):
         if inp["usm_on"]:
             size, sigma = inp["usm_size"], inp["usm_sigma"]
             blurred = fn.gaussian_blur(x, window_size=size, sigma=sigma)
@@ -248,16 +271,14 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
             soft = fn.gaussian_blur(mask, window_size=size, sigma=sigma)
             sharp = dmath.clamp(x + on_device(inp["usm_weight"]) * residual, 0.0, 1.0)
             x = x + soft * (sharp - x)
-        x = fn.filter(x, inp["k1"], border="reflect_101")
-        x = resize(x, inp["r1_size"], inp["r1_area"], inp["r1_interp"])
-        x = noise(x, inp["n1_on"], inp["n1_gaussian"], inp["n1_gray"], inp["n1_level"], inp["n1_z"])
-        if inp["j1_on"]:
-            x = jpeg(x, inp["j1_quality"])
-        x = fn.filter(x, inp["k2"], border="reflect_101")
-        x = resize(x, inp["r2_size"], inp["r2_area"], inp["r2_interp"])
-        x = noise(x, inp["n2_on"], inp["n2_gaussian"], inp["n2_gray"], inp["n2_level"], inp["n2_z"])
-        if inp["j2_on"]:
-            x = jpeg(x, inp["j2_quality"])
+        return x
+
+    def jpeg_if(x, on, quality):
+        if on:
+            x = jpeg(x, quality)
+        return x
+
+    def final(x, inp):
         if inp["resize_first"]:
             x = resize(x, inp["rf_size"], inp["rf_area"], inp["rf_interp"])
             x = fn.filter(x, inp["kf"], border="reflect_101")
@@ -266,7 +287,42 @@ def _build_pipeline(batch_size: int, gpu: bool, num_threads: int):
             x = jpeg(x, inp["jf_quality"])
             x = resize(x, inp["rf_size"], inp["rf_area"], inp["rf_interp"])
             x = fn.filter(x, inp["kf"], border="reflect_101")
-        return quantize(x)
+        return x
+
+    def stage(name, x, inp):
+        k = name[-1]
+        if name == "usm":
+            return usm(x, inp)
+        if name.startswith("blur"):
+            return fn.filter(x, inp[f"k{k}"], border="reflect_101")
+        if name.startswith("resize"):
+            return resize(x, inp[f"r{k}_size"], inp[f"r{k}_area"], inp[f"r{k}_interp"])
+        if name.startswith("noise"):
+            return noise(x, *(inp[f"n{k}_{f}"] for f in _NOISE_FIELDS))
+        if name.startswith("jpeg"):
+            return jpeg_if(x, inp[f"j{k}_on"], inp[f"j{k}_quality"])
+        return final(x, inp)
+
+    return stage, on_device, quantize, to_float
+
+
+def _build_pipeline(batch_size: int, gpu: bool, num_threads: int, span: tuple[int, int] = (0, len(STAGES)),
+                    float_in: bool = False, float_out: bool = False):
+    """The degradation graph (see module docstring) of stages STAGES[a:b], for at most `batch_size`
+    samples: from the uint8 HR (or float32 `x` when `float_in`) to uint8 LR (float32, unclipped,
+    when `float_out`: a user op or a later segment goes on from it)."""
+    from nvidia.dali import fn, pipeline_def
+
+    stage, on_device, quantize, to_float = _graph_ops(gpu)
+    names = span_inputs(span, float_in)
+
+    @pipeline_def(enable_conditionals=True)
+    def graph():
+        inp = {n: fn.external_source(name=n, layout="HWC") if n in _HWC else fn.external_source(name=n) for n in names}
+        x = on_device(inp["x"]) if float_in else to_float(on_device(inp["hr"]))
+        for name in STAGES[span[0]:span[1]]:
+            x = stage(name, x, inp)
+        return x if float_out else quantize(x)
 
     pipe = graph(batch_size=batch_size, num_threads=num_threads, device_id=gpu_device_id() if gpu else None,
                  prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
@@ -278,7 +334,8 @@ class DaliDegrader:
     """A built degradation graph for batches of up to `batch_size` samples.
 
     device: `cpu`, `gpu` or `auto` (GPU when `cuda_visible()`). Build it in the process that uses
-    it: DALI must not be started before a fork. `num_threads` runs DALI's CPU operators; the
+    it: DALI must not be started before a fork. Recipes with user ops run as segment graphs, each
+    built on first use and kept (`dali_segments`). `num_threads` runs DALI's CPU operators; the
     per-sample work around the graph (`prepare`) runs in the executor its caller passes, so that a
     process keeps one thread pool for it and for its own decode/encode.
     """
@@ -291,14 +348,15 @@ class DaliDegrader:
         self.gpu = cuda_visible() if device == "auto" else device == "gpu"
         self.batch_size = batch_size
         self.num_threads = num_threads or os.cpu_count() or 1
-        self._pipe = _build_pipeline(batch_size, self.gpu, self.num_threads)
+        whole = ((0, len(STAGES)), False, False)  # (span, float_in, float_out)
+        self._pipes = {whole: _build_pipeline(batch_size, self.gpu, self.num_threads, *whole)}
 
     @property
     def device(self) -> str:
         return "gpu" if self.gpu else "cpu"
 
     def prepare(self, hrs: Sequence[np.ndarray], recipes: Sequence[Recipe],
-                pool: Executor | None = None) -> list[dict[str, np.ndarray]]:
+                pool: Executor | None = None) -> list[dict[str, Any]]:
         """The graph's inputs for each sample: recipe → arrays and noise fields, one sample per task
         of `pool` (NumPy releases the GIL), or in this thread when None. Thread-safe; may run ahead
         of `run_prepared`.
@@ -321,11 +379,21 @@ class DaliDegrader:
             return [_sample_inputs(hr, r) for hr, r in zip(hrs, recipes)]
         return list(pool.map(_sample_inputs, hrs, recipes))
 
-    def run_prepared(self, samples: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """Run the graph on inputs from `prepare` → LR tiles ((h, w, 3) uint8 RGB), same order."""
-        for name in INPUT_NAMES:
-            self._pipe.feed_input(name, [s[name] for s in samples])
-        (out,) = self._pipe.run()
+    def run_prepared(self, samples: Sequence[dict[str, Any]], pool: Executor | None = None) -> list[np.ndarray]:
+        """Run the graph on inputs from `prepare` → LR tiles ((h, w, 3) uint8 RGB), same order;
+        user ops between segment graphs on `pool` (in this thread when None)."""
+        return run_segmented(samples, self._run_span, pool)
+
+    def _run_span(self, samples: Sequence[dict[str, Any]], span: tuple[int, int], xs: list[np.ndarray] | None,
+                  float_out: bool) -> list[np.ndarray]:
+        """The graph of STAGES[a:b] on `samples` (from `xs`, float32, when given), its outputs on the host."""
+        key = (span, xs is not None, float_out)
+        if key not in self._pipes:
+            self._pipes[key] = _build_pipeline(self.batch_size, self.gpu, self.num_threads, *key)
+        pipe = self._pipes[key]
+        for name in span_inputs(span, xs is not None):
+            pipe.feed_input(name, xs if name == "x" else [s[name] for s in samples])
+        (out,) = pipe.run()
         if self.gpu:
             out = out.as_cpu()
         return [np.array(out[i]) for i in range(len(samples))]
@@ -334,4 +402,4 @@ class DaliDegrader:
             pool: Executor | None = None) -> list[np.ndarray]:
         """Degrade HR tiles ((H, W, 3) uint8 RGB) with their recipes → LR tiles, same order.
         Errors: see `prepare`."""
-        return self.run_prepared(self.prepare(hrs, recipes, pool))
+        return self.run_prepared(self.prepare(hrs, recipes, pool), pool)

@@ -45,6 +45,7 @@ from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, read_parquet
 from .draw import sample_recipe
 from .samples import Result, sample_columns, sample_json
 from .sources import Context, Job, output_key
+from .userops import module_file
 
 REUSE_DIR = ".degrade-reuse"
 MANIFEST = "manifest.json"
@@ -135,22 +136,26 @@ def fingerprint(ctx: Context) -> dict[str, Any]:
 
 
 def _user_op_sources(settings: Any) -> dict[str, str]:
-    """sha256 of the source file of each `module:function` step's module: editing a user op must not
-    reuse the samples it made ('unknown' where the module has no file, which then never matches)."""
-    import importlib.util
-
+    """sha256 of each `module:function` step's sources: its module's file and, for a module inside a
+    package (`presets.myops`), every `.py` beside it in that folder and below (helpers it imports;
+    the folder DVC tracks, `deps.py`). Editing any of them must not reuse the samples the op made
+    ('unknown' where the module has no file, which then never matches)."""
     out = {}
     for name in settings.names():
         step = settings.step(name)
         op = getattr(step, "op", "")
         if ":" not in op:
             continue
-        spec = importlib.util.find_spec(op.split(":", 1)[0])
-        origin = spec.origin if spec is not None else None
-        out[op] = sha256_file(Path(origin)) if origin and Path(origin).is_file() else f"unknown-{secrets.token_hex(8)}"
+        path = module_file(op)
+        if path is None:
+            out[op] = f"unknown-{secrets.token_hex(8)}"
+            continue
+        files = sorted(path.parent.rglob("*.py")) if "." in op.partition(":")[0] else [path]
+        h = hashlib.sha256()
+        for file in files:
+            h.update(f"{file.relative_to(path.parent).as_posix()}\0{sha256_file(file)}\0".encode())
+        out[op] = h.hexdigest()
     return out
-
-
 
 
 def write_manifest(out: Path, ctx: Context, written: list[tuple[str, str | None]]) -> None:

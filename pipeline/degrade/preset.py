@@ -38,6 +38,7 @@ from pydantic import Field
 from pipeline.config import check_scale
 from pipeline.params import Float, Int, Model, ParamsError, Str, build, invalid, merge, read_yaml, to_dict
 
+from .renamed import check_renamed
 from .steps import OPS, StepBase
 from .userops import UserStep, is_user_op
 
@@ -197,27 +198,36 @@ def preset_data(preset: str) -> tuple[Any, str]:
 
 def apply_overrides(preset: Preset, overrides: Mapping[str, Any]) -> Preset:
     """`preset` with each override merged into the step or group of its name, then validated again.
-    Raises ParamsError naming `<name>` for a name the preset lacks, `<name>.<key>` for a bad value."""
+    Raises ParamsError naming `<name>` for a name the preset lacks, `<name>.<key>` for a bad value
+    or a key from before presets were data (`renamed.py`: the line names its new spelling)."""
     if not overrides:
         return preset
+    check_renamed(overrides, lambda n: None if (s := preset.step(n)) is None else set(type(s).model_fields),
+                  preset.name)
     known = preset.names()
     for name in overrides:
         if name not in known:
             raise ParamsError(f"{name}: not a step of the {preset.name} preset; its steps: {known}")
     data = preset.to_data()
     for item in data["steps"]:
-        for entry in [item] + (item["steps"] if "order" in item else []):
-            over = overrides.get(entry["name"])
-            if isinstance(over, Mapping):
-                fixed = next((k for k in ("name", "op", "steps") if k in over), None)
-                if fixed is not None:
-                    raise ParamsError(f"{entry['name']}.{fixed}: set by the preset, not overridable; "
-                                      "write a preset file to change it")
-                cls = OPS.get(entry.get("op"), UserStep if "op" in entry else Group)
-                entry.update(merge(cls, entry, over))
-            elif over is not None:
-                raise ParamsError(f"{entry['name']}: expected a mapping of keys, got {over!r}")
+        _merge_entry(item, overrides)  # a group first: its merge copies its steps, then each step's own
+        for entry in item["steps"] if "order" in item else []:
+            _merge_entry(entry, overrides)
     return parse_preset(data)
+
+
+def _merge_entry(entry: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Merge the override of `entry`'s name (if any) into the step or group data `entry`, in place."""
+    over = overrides.get(entry["name"])
+    if isinstance(over, Mapping):
+        fixed = next((k for k in ("name", "op", "steps") if k in over), None)
+        if fixed is not None:
+            raise ParamsError(f"{entry['name']}.{fixed}: set by the preset, not overridable; "
+                              "write a preset file to change it")
+        cls = OPS.get(entry.get("op"), UserStep if "op" in entry else Group)
+        entry.update(merge(cls, entry, over))
+    elif over is not None:
+        raise ParamsError(f"{entry['name']}: expected a mapping of keys, got {over!r}")
 
 
 def load_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Preset:

@@ -146,4 +146,4 @@ def degrade_batch(ctx: Context, jobs: list[Job], degrader: DaliDegrader, pool: E
     """The DALI backend on `jobs` (at most `degrader.batch_size`), in order: `prepare_batch`, the
     graph, `finish_batch`."""
     prepared, todo, inputs = prepare_batch(ctx, jobs, degrader, pool)
-    return finish_batch(ctx, prepared, todo, degrader.run_prepared(inputs) if todo else [], pool)
+    return finish_batch(ctx, prepared, todo, degrader.run_prepared(inputs, pool) if todo else [], pool)

@@ -111,7 +111,7 @@ def _results_dali(ctx: Context, jobs: list[Job], batch_size: int, threads: int) 
             prepared, batch, inputs = upcoming.result()
             if i + 1 < len(todo):
                 upcoming = ahead.submit(prepare_batch, ctx, todo[i + 1], degrader, pool)
-            lrs = degrader.run_prepared(inputs) if batch else []
+            lrs = degrader.run_prepared(inputs, pool) if batch else []
             yield from finish_batch(ctx, prepared, batch, lrs, pool)
 
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -90,6 +92,16 @@ def resolve(path: str) -> Callable[[np.ndarray, dict, np.random.Generator], np.n
     if not callable(fn):
         raise ValueError(f"expected a function at {path!r}, got {type(fn).__name__}")
     return fn
+
+
+def module_file(op: str) -> Path | None:
+    """The source file of the module of `op` (`module:function`), None where it has none or is not found."""
+    try:
+        spec = importlib.util.find_spec(op.partition(":")[0])
+    except (ImportError, ValueError):  # ValueError: a module without a spec (`__main__` of `python -c`)
+        return None
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and Path(origin).is_file() else None
 
 
 def draw_value(rng: np.random.Generator, spec: Range) -> Any:
