@@ -119,3 +119,17 @@ def test_editing_a_preset_file_in_paths_presets_makes_degrade_stale(tmp_path):
     run_dvc(repo, "commit", "-f", "-q", "degrade")
     (repo / "presets" / "myops.py").write_text(OP)                 # a user-op module added
     assert status() == {"degrade": [{"changed deps": {"presets": "modified"}}]}
+
+
+def test_the_realsynth_command_imports_user_ops_from_the_directory_it_runs_in(tmp_path):
+    """A console script, unlike `python -m`, does not put its working directory on sys.path."""
+    import subprocess
+    import sys
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "cliops.py").write_text(OP)
+    (tmp_path / "presets" / "g.yaml").write_text(yaml.safe_dump(_with_grain("presets.cliops:grain")))
+    cli = Path(sys.executable).with_name("realsynth")
+    run = subprocess.run([str(cli), "recipes", "out", "--preset", "presets/g.yaml", "--n", "2"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "recipes.parquet").is_file()

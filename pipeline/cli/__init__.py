@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As under `python -m` and DVC: a preset's user ops (`presets.myops:fn`) import from the working directory.
+        sys.path.insert(0, os.getcwd())
     if extra:  # argparse would blame the top-level parser and print its usage, not the subcommand's
         args.parser.error(_unrecognized(args.parser, extra))
     try:
