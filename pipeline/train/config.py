@@ -93,7 +93,7 @@ NonNegative = Annotated[Int, Field(ge=0)]
 
 
 class ProgressiveConfig(Model):
-    """ProSR / ProGAN progressive growing of the generator (net phase, rrdbnet x4 or x8; pipeline.train.progressive)."""
+    """ProSR / ProGAN progressive growing of the generator (net phase, rrdbnet x4 or x8; train.progressive)."""
     enabled: Bool = False                   # off: the generator trains at full scale from step 0
     stage_steps: tuple[Positive, ...] = (1000,)  # steps in each stage before the next grows in: [x2] for scale 4,
                                             # [x2, x4] for scale 8; the last stage runs to `iterations`
@@ -142,7 +142,7 @@ class TrainConfig(Model):
     reproducible: Bool = False           # CPU: the same bytes on any AVX2 x86-64 machine (pipeline.numerics); slower
                                          # where the machine has AVX-512 or more cores than `threads`
     threads: NonNegative = 0                   # CPU threads (0 = PyTorch's default, all cores); >= 1 with reproducible
-    progressive: ProgressiveConfig = ProgressiveConfig()  # grow the generator x2 → x4 (→ x8); README "Progressive training"
+    progressive: ProgressiveConfig = ProgressiveConfig()  # grow G x2 → x4 (→ x8); README "Progressive training"
 
     @classmethod
     def for_phase(cls, phase: str, section: Mapping[str, Any] | None, where: str) -> TrainConfig:
@@ -171,6 +171,12 @@ class TrainConfig(Model):
             if isinstance(given, Mapping) and given.get("name", base[net]["name"]) != base[net]["name"]:
                 base[net].pop("opts", None)
         return build(cls, {**merge(cls, base, section), "phase": phase}, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a plain dict (the checkpoint's config and its hash); a block that is off is left out, so a run
+        that does not use it resumes from checkpoints written before the block existed."""
+        out = super().to_dict()
+        return {k: v for k, v in out.items() if k not in _OFF_BLOCKS or getattr(self, k).enabled}
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -205,6 +211,9 @@ def _check_losses(cfg: TrainConfig) -> None:
         raise invalid("pixel_loss.weight", "expected > 0 in the net phase, got 0.0")
 
 
+_OFF_BLOCKS = ("progressive",)  # settings blocks with `enabled`, left out of to_dict() while off
+
+
 def _check_progressive(cfg: TrainConfig) -> None:
     """Progressive growing trains an RRDBNet from scratch: the net phase (the gan phase starts grown)."""
     if not cfg.progressive.enabled:
@@ -213,7 +222,8 @@ def _check_progressive(cfg: TrainConfig) -> None:
         raise invalid("progressive.enabled", "a net-phase option (the gan phase starts from the grown net-phase "
                                              "export); set it under train_net")
     if cfg.generator.name != "rrdbnet":
-        raise invalid("progressive.enabled", f"grows an rrdbnet generator, got generator.name {cfg.generator.name!r}")
+        raise invalid("progressive.enabled", f"grows an rrdbnet generator, "
+                                             f"got generator.name {cfg.generator.name!r}")
 
 
 def _check_net_opts(kind: str, net: NetConfig) -> None:

@@ -92,8 +92,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         start, nonfinite, skipped, loader_state = _resume(ckpt, net_g, net_g_ema, net_d, opt_g, opt_d, pool, rank=rank,
                                                           device=device, seed=base_seed + rank, say=say, tag=tag)
         del ckpt
-        model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device,
-                                             unused=cfg.progressive.enabled)
+        model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
 
         # -- data (the stream's position is global: the same on every rank), logging (rank 0) ----
         stream = infinite_batches(train_dir, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
@@ -110,8 +109,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
             lr_g = set_lr(opt_g, lr_of(step, cfg.lr_g))
             lr_d = set_lr(opt_d, lr_of(step, cfg.lr_d)) if opt_d is not None else None
             t = targets(*_next_pair(stream, pool, device, fmt))
-            if growth is not None:  # this step's stage and fade on G, its targets at the stage's scale
-                t = growth.step(net_g, step, t)
+            t = growth.step(net_g, step, t) if growth else t  # progressive: the step's stage on G, targets to its scale
 
             # G update (WGAN critics: only every d_steps-th step), D update, EMA; a non-finite loss skips all
             if net_d is None or step % cfg.d_steps == 0:
@@ -146,16 +144,14 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
                 if master:
                     save_checkpoint(ckpt_dir, done, training_state(
                         net_g=net_g, net_g_ema=net_g_ema, net_d=net_d, opt_g=opt_g, opt_d=opt_d,
-                        schedule={**_schedule(cfg), **(growth.record(done) if growth else {})},
-                        step=done, nonfinite=nonfinite, skipped_total=skipped,
+                        schedule=_schedule(cfg, growth, done), step=done, nonfinite=nonfinite, skipped_total=skipped,
                         loader=stream.state.to_dict(), ranks=ranks, config=config, run=run, meta=meta), cfg.keep_last)
 
         # -- the end: final validation (unless just done), export --------------------------------
         stream.close()
         if master:
             log.finish(start)
-            params, params_ema = (without_heads(cpu_state(net)) for net in (net_g, net_g_ema))  # grown: RRDBNet keys
-            export_generator(export, params, params_ema, {**meta, "step": cfg.iterations})
+            export_generator(export, _plain_state(net_g), _plain_state(net_g_ema), {**meta, "step": cfg.iterations})
             say(f"{tag}: exported {export} (params_ema, params) after {cfg.iterations} steps")
     return {"step": cfg.iterations, "start_step": start, "skipped_steps": skipped,
             "val_psnr_y": log.psnr_last if log else float("nan"),
@@ -351,14 +347,14 @@ def _resume(ckpt: dict[str, Any] | None, net_g: nn.Module, net_g_ema: nn.Module,
 
 
 def _compile_and_wrap(net_g: nn.Module, net_d: nn.Module | None, *, compile: bool, ddp: bool,
-                      device: torch.device, unused: bool = False) -> tuple[nn.Module, nn.Module | None]:
+                      device: torch.device) -> tuple[nn.Module, nn.Module | None]:
     """(model_g, model_d): the nets `torch.compile`d when `compile`, G in DDP under torchrun. D is not in
     DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads).
-    `unused`: some of G's parameters get no gradient on a step (a progressive G's other stages)."""
+    A progressive G leaves the layers of its other stages without gradients: DDP is told to expect that."""
     model_g = torch.compile(net_g) if compile else net_g
     if ddp:
         model_g = DDP(model_g, device_ids=[device.index] if device.type == "cuda" else None,
-                      find_unused_parameters=unused)
+                      find_unused_parameters=isinstance(net_g, ProgressiveRRDBNet))
     model_d = torch.compile(net_d) if compile and net_d is not None else net_d
     return model_g, model_d
 
@@ -383,9 +379,16 @@ def _targets(cfg: TrainConfig, *, conditional: bool) -> Callable[[Tensor, Tensor
                    gan_usm=cfg.gan.target_usm, conditional=conditional)
 
 
-def _schedule(cfg: TrainConfig) -> dict[str, Any]:
-    """The lr schedule, as the checkpoint records it (`steps.lr_at` computes it from the step)."""
-    return {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones), "gamma": cfg.gamma}
+def _schedule(cfg: TrainConfig, growth: Growth | None, step: int) -> dict[str, Any]:
+    """The lr schedule (and a progressive run's stage at `step`), as the checkpoint records them (`steps.lr_at`
+    and `Growth.at` compute them from the step)."""
+    return {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones), "gamma": cfg.gamma,
+            **(growth.record(step) if growth else {})}
+
+
+def _plain_state(net: nn.Module) -> dict[str, Tensor]:
+    """What the export holds: `cpu_state`, without a progressive G's training-only heads (RRDBNet's keys)."""
+    return without_heads(cpu_state(net))
 
 
 def _banner(cfg: TrainConfig, tag: str, scale: int, device: torch.device, world_size: int, start: int,

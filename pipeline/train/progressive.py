@@ -92,7 +92,8 @@ class Growth:
         want = STAGES[scale] - 1
         if len(p.stage_steps) != want:
             raise ValueError(f"{key}.stage_steps: expected {want} entr{'y' if want == 1 else 'ies'} for scale "
-                             f"{scale} (steps of the x2{' and x4' if want == 2 else ''} stage), got {list(p.stage_steps)}")
+                             f"{scale} (steps of the x2{' and x4' if want == 2 else ''} stage), "
+                             f"got {list(p.stage_steps)}")
         if any(n < p.fade_steps for n in p.stage_steps[1:]):
             raise ValueError(f"{key}.stage_steps: each stage after the first must last at least fade_steps "
                              f"({p.fade_steps}) steps, got {list(p.stage_steps)}")
