@@ -92,6 +92,14 @@ Positive = Annotated[Int, Field(ge=1)]
 NonNegative = Annotated[Int, Field(ge=0)]
 
 
+class ProgressiveConfig(Model):
+    """ProSR / ProGAN progressive growing of the generator (net phase, rrdbnet x4 or x8; train.progressive)."""
+    enabled: Bool = False                   # off: the generator trains at full scale from step 0
+    stage_steps: tuple[Positive, ...] = (1000,)  # steps in each stage before the next grows in: [x2] for scale 4,
+                                            # [x2, x4] for scale 8; the last stage runs to `iterations`
+    fade_steps: NonNegative = 500           # the first steps of each new stage, with 0 < α < 1; 0 = no fade
+
+
 class TrainConfig(Model):
     """One training phase. Defaults are Real-ESRGAN x4plus, gan phase; `for_phase` fills any recipe."""
     recipe: Literal["realesrgan", "esrgan", "srgan", "pix2pix"] = "realesrgan"
@@ -134,6 +142,7 @@ class TrainConfig(Model):
     reproducible: Bool = False           # CPU: the same bytes on any AVX2 x86-64 machine (pipeline.numerics); slower
                                          # where the machine has AVX-512 or more cores than `threads`
     threads: NonNegative = 0                   # CPU threads (0 = PyTorch's default, all cores); >= 1 with reproducible
+    progressive: ProgressiveConfig = ProgressiveConfig()  # grow G x2 → x4 (→ x8); README "Progressive training"
 
     @classmethod
     def for_phase(cls, phase: str, section: Mapping[str, Any] | None, where: str) -> TrainConfig:
@@ -163,6 +172,12 @@ class TrainConfig(Model):
                 base[net].pop("opts", None)
         return build(cls, {**merge(cls, base, section), "phase": phase}, where)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As a plain dict (the checkpoint's config and its hash); a block that is off is left out, so a run
+        that does not use it resumes from checkpoints written before the block existed."""
+        out = super().to_dict()
+        return {k: v for k, v in out.items() if k not in _OFF_BLOCKS or getattr(self, k).enabled}
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         """Checks across keys; the nets are built on the meta device so a bad option fails at load time."""
@@ -176,6 +191,7 @@ class TrainConfig(Model):
             raise invalid("pair_pool_size", f"expected 0 or a multiple of batch_size ({self.batch_size}), "
                                             f"got {self.pair_pool_size}")
         _check_losses(self)
+        _check_progressive(self)
         return self
 
 
@@ -193,6 +209,21 @@ def _check_losses(cfg: TrainConfig) -> None:
         raise invalid("", "every loss weight is 0 (pixel_loss, perceptual, gan); nothing to train")
     if cfg.phase == "net" and not cfg.pixel_loss.weight:
         raise invalid("pixel_loss.weight", "expected > 0 in the net phase, got 0.0")
+
+
+_OFF_BLOCKS = ("progressive",)  # settings blocks with `enabled`, left out of to_dict() while off
+
+
+def _check_progressive(cfg: TrainConfig) -> None:
+    """Progressive growing trains an RRDBNet from scratch: the net phase (the gan phase starts grown)."""
+    if not cfg.progressive.enabled:
+        return
+    if cfg.phase == "gan":
+        raise invalid("progressive.enabled", "a net-phase option (the gan phase starts from the grown net-phase "
+                                             "export); set it under train_net")
+    if cfg.generator.name != "rrdbnet":
+        raise invalid("progressive.enabled", f"grows an rrdbnet generator, "
+                                             f"got generator.name {cfg.generator.name!r}")
 
 
 def _check_net_opts(kind: str, net: NetConfig) -> None:

@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from pipeline.data.loader import LoaderState, infinite_batches, make_loader
 from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
+from pipeline.models.prosr import ProgressiveRRDBNet, without_heads
 from pipeline.io.atomic import sweep_stale
 from pipeline.io.shards import INDEX, is_shard_set
 from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state, describe_change, export_generator,
@@ -47,6 +48,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.ema import ema_decay_at, make_ema, update_ema
 from pipeline.train.live import TrainLog
 from pipeline.train.pool import PairPool
+from pipeline.train.progressive import Growth
 from pipeline.train.steps import Criteria, Targets, d_step, g_step, lr_at, make_targets, set_lr
 from pipeline.train.validate import upscale_batches
 
@@ -71,6 +73,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         master, say = rank == 0, (print if rank == 0 else _silent)  # rank 0 logs, validates, checkpoints, exports
         autocast, bf16, fmt = _precision(cfg, device, tag, say)
         base_seed = seed + cfg.seed_offset
+        growth = Growth.of(cfg, scale=scale, tag=tag, say=say)  # ProSR stages; None unless progressive.enabled
 
         # -- resume or start fresh: the stored config hash decides ------------------------------
         config = cfg.to_dict()
@@ -106,6 +109,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
             lr_g = set_lr(opt_g, lr_of(step, cfg.lr_g))
             lr_d = set_lr(opt_d, lr_of(step, cfg.lr_d)) if opt_d is not None else None
             t = targets(*_next_pair(stream, pool, device, fmt))
+            t = growth.step(net_g, step, t) if growth else t  # progressive: the step's stage on G, targets to its scale
 
             # G update (WGAN critics: only every d_steps-th step), D update, EMA; a non-finite loss skips all
             if net_d is None or step % cfg.d_steps == 0:
@@ -140,14 +144,14 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
                 if master:
                     save_checkpoint(ckpt_dir, done, training_state(
                         net_g=net_g, net_g_ema=net_g_ema, net_d=net_d, opt_g=opt_g, opt_d=opt_d,
-                        schedule=_schedule(cfg), step=done, nonfinite=nonfinite, skipped_total=skipped,
+                        schedule=_schedule(cfg, growth, done), step=done, nonfinite=nonfinite, skipped_total=skipped,
                         loader=stream.state.to_dict(), ranks=ranks, config=config, run=run, meta=meta), cfg.keep_last)
 
         # -- the end: final validation (unless just done), export --------------------------------
         stream.close()
         if master:
             log.finish(start)
-            export_generator(export, cpu_state(net_g), cpu_state(net_g_ema), {**meta, "step": cfg.iterations})
+            export_generator(export, _plain_state(net_g), _plain_state(net_g_ema), {**meta, "step": cfg.iterations})
             say(f"{tag}: exported {export} (params_ema, params) after {cfg.iterations} steps")
     return {"step": cfg.iterations, "start_step": start, "skipped_steps": skipped,
             "val_psnr_y": log.psnr_last if log else float("nan"),
@@ -267,7 +271,8 @@ def _build_nets(cfg: TrainConfig, scale: int, device: torch.device, memory_forma
                                                            torch.optim.Optimizer, torch.optim.Optimizer | None]:
     """(net_g, net_g_ema, net_d, opt_g, opt_d) in training mode on `device`; D and opt_d are None without
     an adversarial loss. `init_from`: the net-phase export G (and so the EMA) starts from."""
-    net_g = build_generator(cfg.generator.name, scale=scale, **cfg.generator.opts)
+    net_g = (ProgressiveRRDBNet(scale=scale, **cfg.generator.opts) if cfg.progressive.enabled
+             else build_generator(cfg.generator.name, scale=scale, **cfg.generator.opts))
     if init_from is not None:
         _load_init(net_g, init_from, tag)
     net_g.to(device, memory_format=memory_format).train()
@@ -344,10 +349,12 @@ def _resume(ckpt: dict[str, Any] | None, net_g: nn.Module, net_g_ema: nn.Module,
 def _compile_and_wrap(net_g: nn.Module, net_d: nn.Module | None, *, compile: bool, ddp: bool,
                       device: torch.device) -> tuple[nn.Module, nn.Module | None]:
     """(model_g, model_d): the nets `torch.compile`d when `compile`, G in DDP under torchrun. D is not in
-    DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads)."""
+    DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads).
+    A progressive G leaves the layers of its other stages without gradients: DDP is told to expect that."""
     model_g = torch.compile(net_g) if compile else net_g
     if ddp:
-        model_g = DDP(model_g, device_ids=[device.index] if device.type == "cuda" else None)
+        model_g = DDP(model_g, device_ids=[device.index] if device.type == "cuda" else None,
+                      find_unused_parameters=isinstance(net_g, ProgressiveRRDBNet))
     model_d = torch.compile(net_d) if compile and net_d is not None else net_d
     return model_g, model_d
 
@@ -372,9 +379,16 @@ def _targets(cfg: TrainConfig, *, conditional: bool) -> Callable[[Tensor, Tensor
                    gan_usm=cfg.gan.target_usm, conditional=conditional)
 
 
-def _schedule(cfg: TrainConfig) -> dict[str, Any]:
-    """The lr schedule, as the checkpoint records it (`steps.lr_at` computes it from the step)."""
-    return {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones), "gamma": cfg.gamma}
+def _schedule(cfg: TrainConfig, growth: Growth | None, step: int) -> dict[str, Any]:
+    """The lr schedule (and a progressive run's stage at `step`), as the checkpoint records them (`steps.lr_at`
+    and `Growth.at` compute them from the step)."""
+    return {"kind": "multistep", "warmup": cfg.warmup, "milestones": list(cfg.milestones), "gamma": cfg.gamma,
+            **(growth.record(step) if growth else {})}
+
+
+def _plain_state(net: nn.Module) -> dict[str, Tensor]:
+    """What the export holds: `cpu_state`, without a progressive G's training-only heads (RRDBNet's keys)."""
+    return without_heads(cpu_state(net))
 
 
 def _banner(cfg: TrainConfig, tag: str, scale: int, device: torch.device, world_size: int, start: int,
