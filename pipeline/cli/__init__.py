@@ -12,6 +12,7 @@
     realsynth benchmark HR OUT [--preset P] [--seed S] [--scale S] [--split all|train|val] [--force]
     realsynth score SET --checkpoint C [--checkpoint C2 ...] --out scores.json [--device D] [--tile T] [--force]
     realsynth export --checkpoint C OUT.onnx [--opset N] [--fp16] [--weights W] [--force]
+    realsynth learn-degradation REAL_LR OUT --hr HR [--scale S] [--steps N] [--seed S] [--crop C] [--force]
     realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped
@@ -26,11 +27,11 @@ import difflib
 import sys
 from pathlib import Path
 
-from pipeline.cli import data, models, pairs, repo, score
+from pipeline.cli import data, learned, models, pairs, repo, score
 from pipeline.cli.common import DEFAULT_TILE, PRESET_NAMES, check_out_dir
 
 __all__ = ["DEFAULT_TILE", "PRESET_NAMES", "build_parser", "check_out_dir", "main", "version"]
-COMMANDS = (data, pairs, models, score, repo)  # each adds its subcommands, in this order, to `realsynth --help`
+COMMANDS = (data, pairs, models, score, learned, repo)  # each adds its subcommands, in this order, to `realsynth --help`
 
 
 def version() -> str:

@@ -27,6 +27,15 @@ FUNCTION = "pipeline.learned.op:apply_learned"
 DEGRADER_KIND = "realsynth-learned-degrader"  # the `kind` entry of degrader.pth
 
 
+def learned_preset(checkpoint: str, scale: int, interp: str, strength_range: tuple[float, float] = (0.8, 1.0),
+                   name: str = "learned") -> dict[str, Any]:
+    """Preset data: resize to the LR size as the degrader's training did, then the learned step.
+    `pipeline.degrade.preset.dump_preset(parse_preset(data))` is its file."""
+    return {"name": name, "scale": scale, "steps": [
+        {"name": "resize_final", "op": "resize_lr", "interps": [interp]},
+        {"name": "learned", "op": "learned", "checkpoint": str(checkpoint), "strength_range": list(strength_range)}]}
+
+
 def checkpoint_digest(path: str | os.PathLike) -> str:
     """sha256 of the checkpoint file, cached per (path, size, mtime). Raises FileNotFoundError naming it."""
     p = Path(path)
