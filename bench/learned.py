@@ -9,8 +9,9 @@
    - HELD: 160 px HR tiles of a third group, never seen in training, and their real LR.
 2. `realsynth learn-degradation` on REAL and HR for `--steps` steps (its defaults otherwise), on the CPU.
 3. LR of the HELD tiles by (a) a clean x4 area resize, (b) the default preset realesrgan-x4plus,
-   (c) the learned preset (OUT/preset.yaml: resize_lr + learned, α in [0.8, 1.0]); each one's
-   fingerprint distance to the held-out real LR.
+   (c) the learned preset (OUT/preset.yaml: resize_lr + learned, α in [0.8, 1.0]), (d) with
+   `--calibrated PRESET`, a calibrated preset (`realsynth calibrate OUT/real_lr CAL --hr OUT/hr` makes
+   one from the same inputs); each one's fingerprint distance to the held-out real LR.
 The fingerprint is `pipeline.calibrate.fingerprint` / `distance` when that package is there; else
 the three statistics of `pipeline/learned/stats.py` (noise MAD, HF energy share, 8×8 blockiness),
 and the output says which. Prints a Markdown table; the numbers go in bench/README.md.
@@ -41,13 +42,14 @@ HIDDEN = dict(blur_sigma=1.6, noise_sigma=6.0, jpeg_quality=35)  # HR-px blur σ
 def photos() -> dict[str, np.ndarray]:
     import skimage.data as d
     left, right = d.stereo_motorcycle()[:2]
-    return {"rocket": d.rocket(), "motorcycle_left": left, "retina": d.retina(),              # REAL
-            "astronaut": d.astronaut(), "ihc": d.immunohistochemistry(), "hubble": d.hubble_deep_field(),  # HR
-            "coffee": d.coffee(), "chelsea": d.chelsea(), "motorcycle_right": right}             # HELD
+    return {"rocket": d.rocket(), "motorcycle_left": left, "chelsea": d.chelsea(),            # REAL
+            "astronaut": d.astronaut(), "ihc": d.immunohistochemistry(), "retina": d.retina(),  # HR
+            "coffee": d.coffee(), "motorcycle_right": right, "hubble": d.hubble_deep_field()}   # HELD
 
 
-REAL, HR, HELD = ("rocket", "motorcycle_left", "retina"), ("astronaut", "ihc", "hubble"), \
-    ("coffee", "chelsea", "motorcycle_right")
+# the real LR is natural photos (a mostly black one, retina, would fill the real crops with flat black)
+REAL, HR, HELD = ("rocket", "motorcycle_left", "chelsea"), ("astronaut", "ihc", "retina"), \
+    ("coffee", "motorcycle_right", "hubble")
 
 
 def hidden_degradation(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -61,8 +63,10 @@ def hidden_degradation(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def tiles(img: np.ndarray) -> list[np.ndarray]:
-    return [np.ascontiguousarray(img[y:y + TILE, x:x + TILE, :3]) for y in range(0, img.shape[0] - TILE + 1, TILE)
-            for x in range(0, img.shape[1] - TILE + 1, TILE)]
+    """Non-overlapping TILE px tiles with some texture (std > 12, as bench/strength.py)."""
+    cut = [np.ascontiguousarray(img[y:y + TILE, x:x + TILE, :3]) for y in range(0, img.shape[0] - TILE + 1, TILE)
+           for x in range(0, img.shape[1] - TILE + 1, TILE)]
+    return [t for t in cut if t.std() > 12]
 
 
 def write_folder(folder: Path, images: dict[str, np.ndarray]) -> Path:
@@ -72,7 +76,7 @@ def write_folder(folder: Path, images: dict[str, np.ndarray]) -> Path:
     return folder
 
 
-def fingerprint_fn(root: Path):
+def fingerprint_fn():
     """(label, distance(images, reference_images)): pipeline.calibrate's if importable, else stats.py's."""
     try:
         from pipeline.calibrate import distance, fingerprint
@@ -86,9 +90,8 @@ def fingerprint_fn(root: Path):
         return "local stats (pipeline.calibrate not in this tree): mean |log ratio| of " + ", ".join(STATS), local
 
     def calibrated(images: list[np.ndarray], reference: list[np.ndarray]) -> float:
-        a = write_folder(root / f"fp_{len(list(root.glob('fp_*')))}", {f"i{k}": v for k, v in enumerate(images)})
-        b = write_folder(root / f"fp_{len(list(root.glob('fp_*')))}", {f"i{k}": v for k, v in enumerate(reference)})
-        return float(distance(fingerprint(a), fingerprint(b)))
+        return float(distance(fingerprint(images), fingerprint(reference)))
+
     return "pipeline.calibrate.fingerprint / distance", calibrated
 
 
@@ -97,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/learned-bench"))
+    ap.add_argument("--reuse", action="store_true", help="keep OUT/run from an earlier run (the table only)")
+    ap.add_argument("--calibrated", type=Path, metavar="PRESET",
+                    help="also a calibrated preset, e.g. from `realsynth calibrate OUT/real_lr CAL --hr OUT/hr`")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(1234)
     pics = photos()
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     held_real = [hidden_degradation(t, rng) for t in held.values()]
     run = args.out / "run"
     t0 = time.perf_counter()
-    if cli_main(["learn-degradation", str(real), str(run), "--hr", str(hr), "--scale", str(SCALE), "--steps",
+    if not (args.reuse and (run / "preset.yaml").is_file()) and cli_main(["learn-degradation", str(real), str(run), "--hr", str(hr), "--scale", str(SCALE), "--steps",
                  str(args.steps), "--seed", str(args.seed), "--save-every", "100", "--force"]) != 0:
         raise SystemExit("learn-degradation failed")
     train_s = time.perf_counter() - t0
@@ -116,14 +122,21 @@ def main(argv: list[str] | None = None) -> None:
                                                  for k, t in held.items()],
             "learned preset (learn-degradation)": [apply_recipe(t, sample_recipe(learned, args.seed, k, 0))
                                                    for k, t in held.items()]}
-    label, dist = fingerprint_fn(args.out)
+    if args.calibrated is not None:
+        calibrated = load_preset(str(args.calibrated))
+        sets["calibrated preset (realsynth calibrate)"] = [apply_recipe(t, sample_recipe(calibrated, args.seed, k, 0))
+                                                           for k, t in held.items()]
+    label, dist = fingerprint_fn()
     print(f"\nhidden degradation {HIDDEN}; {len(held)} held-out tiles of {TILE} px (x{SCALE}); "
           f"learn-degradation {args.steps} steps in {train_s:.0f} s (report, preset included); fingerprint: {label}\n")
-    print("| LR of the held-out HR | distance to held-out real LR | " + " | ".join(STATS) + " |")
-    print("|---|---|" + "---|" * len(STATS))
+    print("| LR of the held-out HR | distance to held-out real LR | local-stats distance | "
+          + " | ".join(STATS) + " |")
+    print("|---|---|---|" + "---|" * len(STATS))
+    real_stats = set_stats(held_real)
     for name, images in [*sets.items(), ("held-out real LR itself", held_real)]:
         s = set_stats(images)
-        print(f"| {name} | {dist(images, held_real):.3f} | " + " | ".join(f"{s[k]:.3f}" for k in STATS) + " |")
+        print(f"| {name} | {dist(images, held_real):.3f} | {stats_distance(s, real_stats):.3f} | "
+              + " | ".join(f"{s[k]:.3f}" for k in STATS) + " |")
 
 
 if __name__ == "__main__":

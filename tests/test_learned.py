@@ -195,3 +195,21 @@ def test_cli_learns_writes_a_usable_preset_and_refuses_a_finished_out(domains, t
     assert cli.main(args) == 1
     assert "pass --force" in capsys.readouterr().err
     assert cli.main(args + ["--force"]) == 0
+
+
+def test_incremental_degrade_sees_a_retrained_degrader_at_the_same_path(degrader, tmp_path):
+    from pipeline.degrade.incremental import _user_op_sources
+    path = tmp_path / DEGRADER
+    path.write_bytes(degrader.read_bytes())
+    preset = parse_preset(learned_preset(str(path), 2, "area"))
+    before = _user_op_sources(preset)
+    assert before[f"learned:{path}"] == _sha256(degrader) and {"learned:op", "learned:net"} <= set(before)
+    net, _ = load_degrader(degrader)
+    torch.nn.init.normal_(net.conv_last[1].weight, 0.0, 0.03)
+    save_degrader(path, net, LearnConfig(**TINY), {"steps": 1})
+    assert _user_op_sources(preset)[f"learned:{path}"] != before[f"learned:{path}"]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()

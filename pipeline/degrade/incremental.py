@@ -143,6 +143,9 @@ def _user_op_sources(settings: Any) -> dict[str, str]:
     for name in settings.names():
         step = settings.step(name)
         op = getattr(step, "op", "")
+        if op == "learned":  # its weights file and the code that runs it
+            from pipeline.learned.op import learned_sources
+            out.update(learned_sources(step.checkpoint))
         if ":" not in op:
             continue
         spec = importlib.util.find_spec(op.split(":", 1)[0])

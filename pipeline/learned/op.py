@@ -50,6 +50,15 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 
+def learned_sources(checkpoint: str) -> dict[str, str]:
+    """sha256 of a `learned` step's checkpoint and of the code that runs it (this module, the net's),
+    for the incremental degrade's fingerprint (`degrade.incremental`): a retrained degrader at the
+    same path must not reuse the samples of the old one."""
+    from pipeline.models import cyclegan
+    return {f"learned:{checkpoint}": checkpoint_digest(checkpoint), "learned:op": sha256_file(__file__),
+            "learned:net": sha256_file(cyclegan.__file__)}
+
+
 def load_degrader(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     """(generator in eval mode, meta) from a degrader.pth, loaded with weights_only=True.
 
