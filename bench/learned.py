@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/learned-bench"))
+    ap.add_argument("--identity", type=float, default=0.5, help="learn-degradation --identity (0.5)")
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run from an earlier run (the table only)")
     ap.add_argument("--calibrated", type=Path, metavar="PRESET",
                     help="also a calibrated preset, e.g. from `realsynth calibrate OUT/real_lr CAL --hr OUT/hr`")
@@ -112,10 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     held_real = [hidden_degradation(t, rng) for t in held.values()]
     run = args.out / "run"
     t0 = time.perf_counter()
-    if not (args.reuse and (run / "preset.yaml").is_file()) and cli_main(["learn-degradation", str(real), str(run), "--hr", str(hr), "--scale", str(SCALE), "--steps",
-                 str(args.steps), "--seed", str(args.seed), "--save-every", "100", "--force"]) != 0:
+    reused = args.reuse and (run / "preset.yaml").is_file()
+    learn = ["learn-degradation", str(real), str(run), "--hr", str(hr), "--scale", str(SCALE), "--steps",
+             str(args.steps), "--seed", str(args.seed), "--save-every", "100", "--identity", str(args.identity), "--force"]
+    if not reused and cli_main(learn) != 0:
         raise SystemExit("learn-degradation failed")
     train_s = time.perf_counter() - t0
+    trained = "reused from OUT/run" if reused else f"{train_s:.0f} s (report, preset included)"
     learned, default = load_preset(str(run / "preset.yaml")), preset_settings("realesrgan-x4plus")
     sets = {"clean x4 area resize (no degradation)": [clean_lr(t, SCALE, "area") for t in held.values()],
             "default preset realesrgan-x4plus": [apply_recipe(t, sample_recipe(default, args.seed, k, 0))
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                                                            for k, t in held.items()]
     label, dist = fingerprint_fn()
     print(f"\nhidden degradation {HIDDEN}; {len(held)} held-out tiles of {TILE} px (x{SCALE}); "
-          f"learn-degradation {args.steps} steps in {train_s:.0f} s (report, preset included); fingerprint: {label}\n")
+          f"learn-degradation {args.steps} steps: {trained}; fingerprint: {label}\n")
     print("| LR of the held-out HR | distance to held-out real LR | local-stats distance | "
           + " | ".join(STATS) + " |")
     print("|---|---|---|" + "---|" * len(STATS))
