@@ -133,3 +133,24 @@ def test_the_realsynth_command_imports_user_ops_from_the_directory_it_runs_in(tm
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "out" / "recipes.parquet").is_file()
+
+
+def test_a_learned_degrader_outside_paths_presets_is_one_line_naming_it(repo_dir):
+    from pipeline.learned.train import LearnConfig, save_degrader
+    from pipeline.models.cyclegan import CycleGANGenerator
+    net = CycleGANGenerator(num_feat=8, num_block=1)
+    cfg = LearnConfig(scale=2, crop=16, batch_size=2, num_feat=8, num_block=1, d_feat=8, d_layers=2, pool_size=3)
+    for path in (repo_dir / "presets" / "deg.pth", repo_dir / "deg.pth"):
+        save_degrader(path, net, cfg, {"steps": 0})
+    data = preset_settings("realesrgan-x4plus").to_data()
+    for checkpoint in ("presets/deg.pth", "deg.pth"):
+        data["steps"].append({"name": "learned", "op": "learned", "checkpoint": checkpoint})
+        (repo_dir / "presets" / "l.yaml").write_text(yaml.safe_dump(data))
+        data["steps"].pop()
+        if checkpoint == "deg.pth":
+            with pytest.raises(ParamsError) as err:
+                _degrade("presets/l.yaml")
+            assert str(err.value) == ("degrade.preset: presets/l.yaml: learned.checkpoint: expected a degrader file "
+                                      "inside paths.presets ('presets'), the folder DVC tracks for degrade, got 'deg.pth'")
+        else:
+            assert _degrade("presets/l.yaml").settings.step("learned").checkpoint == checkpoint

@@ -15,6 +15,7 @@
     realsynth fingerprint SET_OR_FOLDER [--out F.json]
     realsynth calibrate REAL_LR OUT --hr HR [--preset P] [--budget N] [--seed S] [--force]
     realsynth preview PHOTO OUT.png [--preset P] [--n K] [--seed S]
+    realsynth learn-degradation REAL_LR OUT --hr HR [--scale S] [--steps N] [--seed S] [--crop C] [--force]
     realsynth recover [REPO]          # after a killed `dvc repro`: dead locks, half-written outputs
 
 Errors in the input are one line on stderr (`realsynth: error: ...`) and exit status 1; a mistyped
@@ -30,11 +31,11 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.cli import calibrate, data, models, pairs, repo, score
+from pipeline.cli import calibrate, data, learned, models, pairs, repo, score
 from pipeline.cli.common import DEFAULT_TILE, PRESET_NAMES, check_out_dir
 
 __all__ = ["DEFAULT_TILE", "PRESET_NAMES", "build_parser", "check_out_dir", "main", "version"]
-COMMANDS = (data, pairs, models, score, calibrate, repo)  # each adds its subcommands, in this order, to `realsynth --help`
+COMMANDS = (data, pairs, models, score, calibrate, learned, repo)  # each adds its subcommands, in this order, to `realsynth --help`
 
 
 def version() -> str:

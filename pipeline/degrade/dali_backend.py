@@ -99,13 +99,18 @@ def gpu_device_id(env: Mapping[str, str] = os.environ, count: int | None = None)
     return int(local) % count if count > 0 else 0
 
 
+def _cpu_steps() -> tuple[type, ...]:
+    from .steps import LearnedStep
+    from .userops import UserStep
+    return (UserStep, LearnedStep)  # both recorded as user ops, run on the CPU between graph segments
+
+
 def _structure(preset) -> list:
     """A preset's steps without their values (names, ops, resize bases, group orders), its top-level
     user ops left out: the graph runs those between its stages (`dali_segments`)."""
-    from .userops import UserStep
     out = []
     for item in preset.items:
-        if isinstance(item, UserStep):
+        if isinstance(item, _cpu_steps()):
             continue
         steps = getattr(item, "steps", (item,))
         out.append((item.name, getattr(item, "order", None), getattr(item, "orders", None), item.scales
@@ -118,8 +123,7 @@ def graph_problem(preset) -> str | None:
     """Why the graph cannot run `preset` (its steps, user ops between them aside, are not
     Real-ESRGAN's, ranges aside), else None."""
     from .preset import preset_settings
-    from .userops import UserStep
-    inside = next((item.name for item in preset.items for s in getattr(item, "steps", ()) if isinstance(s, UserStep)),
+    inside = next((item.name for item in preset.items for s in getattr(item, "steps", ()) if isinstance(s, _cpu_steps())),
                   None)
     if inside is not None:
         return f"the graph runs user ops between its steps, not inside the group {inside}"

@@ -17,6 +17,7 @@ from pipeline.config import within
 from pipeline.params import ParamsError
 
 from .preset import PRESETS, Preset
+from .steps import LearnedStep
 from .userops import UserStep, module_file
 
 PACKAGE = Path(__file__).resolve().parent  # pipeline/degrade: a dependency of the stage already
@@ -36,6 +37,16 @@ def check_deps(preset: str, settings: Preset, presets: Path) -> None:
         if path is None or not (within(path.resolve(), root) or within(path.resolve(), PACKAGE)):
             raise ParamsError(f"degrade.preset: {preset}: {step.name}.op: expected a module inside {where} "
                               f"(presets/myops.py is presets.myops:fn), got {step.op!r} from {path or 'no file'}")
+    for name, checkpoint in learned_checkpoints(settings):
+        if not within(Path(checkpoint).resolve(), root):
+            raise ParamsError(f"degrade.preset: {preset}: {name}.checkpoint: expected a degrader file inside {where}, "
+                              f"got {checkpoint!r}")
+
+
+def learned_checkpoints(settings: Preset) -> list[tuple[str, str]]:
+    """(step name, checkpoint path) of the preset's `learned` steps (inside groups too)."""
+    return [(s.name, s.checkpoint) for item in settings.items for s in getattr(item, "steps", (item,))
+            if isinstance(s, LearnedStep)]
 
 
 def user_steps(settings: Preset) -> list[UserStep]:

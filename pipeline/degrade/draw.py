@@ -20,8 +20,8 @@ from pipeline.seeding import sha256_int
 from .kernels import family_kernel, pulse_kernel, sinc_kernel
 from .preset import Group, Preset
 from .recipe import NAN, Blur, Camera, Jpeg, Noise, Recipe, Resize, Step, UserOp, Usm
-from .steps import (BlurStep, CameraStep, HalveStep, JpegStep, NoiseStep, ResizeLrStep, ResizeStep, ShrinkStep,
-                    SincStep, StepBase, UsmStep)
+from .steps import (BlurStep, CameraStep, HalveStep, JpegStep, LearnedStep, NoiseStep, ResizeLrStep, ResizeStep,
+                    ShrinkStep, SincStep, StepBase, UsmStep)
 from .userops import UserStep, draw_value
 
 
@@ -228,6 +228,19 @@ def _user(rng: np.random.Generator, s: UserStep) -> UserOp:
     return UserOp(name=s.name, function=s.op, params=params, seed=_noise_seed(rng), applied=True)
 
 
+def _learned(rng: np.random.Generator, s: LearnedStep) -> UserOp:
+    """A learned degrader as a user op: u < prob (when given), α, the seed; params name the checkpoint
+    and its sha256 (replay refuses a checkpoint that changed since)."""
+    from pipeline.learned.op import FUNCTION, checkpoint_digest
+    names = ("checkpoint", "sha256", "strength")
+    if s.prob is not None and not rng.random() < s.prob:
+        return UserOp(name=s.name, function=FUNCTION, params={k: NAN for k in names}, seed=0, applied=False)
+    strength = float(rng.uniform(*s.strength_range))
+    params = {"checkpoint": s.checkpoint, "sha256": checkpoint_digest(s.checkpoint), "strength": strength}
+    return UserOp(name=s.name, function=FUNCTION, params=params, seed=_noise_seed(rng), applied=True)
+
+
 _SAMPLERS: dict[type, Callable] = {UsmStep: _usm, BlurStep: sample_blur, ResizeStep: _resize, NoiseStep: _noise,
                                    JpegStep: _jpeg, SincStep: _sinc, ResizeLrStep: _resize_lr, HalveStep: _halve,
-                                   ShrinkStep: _shrink, CameraStep: _camera, UserStep: _user}
+                                   ShrinkStep: _shrink, CameraStep: _camera, UserStep: _user,
+                                   LearnedStep: _learned}

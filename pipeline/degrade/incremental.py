@@ -144,6 +144,9 @@ def _user_op_sources(settings: Any) -> dict[str, str]:
     for name in settings.names():
         step = settings.step(name)
         op = getattr(step, "op", "")
+        if op == "learned":  # its weights file and the code that runs it
+            from pipeline.learned.op import learned_sources
+            out.update(learned_sources(step.checkpoint))
         if ":" not in op:
             continue
         path = module_file(op)

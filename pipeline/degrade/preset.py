@@ -39,7 +39,7 @@ from pipeline.config import check_scale
 from pipeline.params import Float, Int, Model, ParamsError, Str, build, invalid, merge, read_yaml, to_dict
 
 from .renamed import check_renamed
-from .steps import OPS, StepBase
+from .steps import OPS, LearnedStep, StepBase
 from .userops import UserStep, is_user_op
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -83,7 +83,7 @@ class Preset:
 
     @property
     def has_user_ops(self) -> bool:
-        return any(isinstance(s, UserStep) for item in self.items for s in getattr(item, "steps", (item,)))
+        return any(isinstance(s, (UserStep, LearnedStep)) for item in self.items for s in getattr(item, "steps", (item,)))
 
     def to_data(self) -> dict[str, Any]:
         """Plain YAML-able data; `parse_preset` of it gives this preset back."""

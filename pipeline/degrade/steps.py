@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.config import UsmConfig
-from pipeline.params import Bool, Float, Int, Model, Prob, Str, around_one, distribution, interval, odd
+from pipeline.params import Bool, Float, Int, Model, Prob, Str, around_one, distribution, interval, invalid, odd
 
 from .kernels import KERNEL_KINDS, MAX_SIZE
 
@@ -130,5 +130,26 @@ class CameraStep(StepBase):
     read_std: Float = Field(ge=0.0)
 
 
+class LearnedStep(StepBase):
+    """A learned degrader at LR size (`realsynth learn-degradation`'s degrader.pth): x + α·residual(x),
+    so it must come after the step that resizes to the LR. Draws: u < prob when prob is given (else
+    recorded not applied), α uniform in strength_range, a seed. Recorded as the user op
+    `pipeline.learned.op:apply_learned` (params checkpoint, sha256, strength), so replay, recipe
+    columns (`<name>_strength`, ...) and workers work as for any user op (`draw._learned`)."""
+    op: Literal["learned"]
+    checkpoint: Str                  # path to degrader.pth (relative: to the working directory)
+    prob: Optional[Prob] = None
+    strength_range: Annotated[Pair, interval(lo=0.0)] = (1.0, 1.0)
+
+    @model_validator(mode="after")
+    def _exists(self) -> LearnedStep:
+        from pathlib import Path
+        if not Path(self.checkpoint).is_file():
+            raise invalid("checkpoint", f"expected a degrader checkpoint file (realsynth learn-degradation), "
+                                        f"got {self.checkpoint!r}: no such file")
+        return self
+
+
 OPS: dict[str, type[StepBase]] = {cls.model_fields["op"].annotation.__args__[0]: cls for cls in (
-    UsmStep, BlurStep, ResizeStep, NoiseStep, JpegStep, SincStep, ResizeLrStep, HalveStep, ShrinkStep, CameraStep)}
+    UsmStep, BlurStep, ResizeStep, NoiseStep, JpegStep, SincStep, ResizeLrStep, HalveStep, ShrinkStep, CameraStep,
+    LearnedStep)}

@@ -1,0 +1,68 @@
+"""OUT/report.md of a learn-degradation run: the run, its losses, statistics of clean / learned / real
+LR (`stats.py`) and OUT/samples.png, a grid of clean LR (top), the learned degrader's LR of the same
+crops (middle) and real LR crops (bottom, other scenes: the domains are unpaired)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io.atomic import atomic_write_bytes, atomic_write_text
+from pipeline.io.images import encode_png
+
+from .stats import STATS, set_stats
+
+SAMPLES = "samples.png"
+
+
+def center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(size, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return img[y:y + s, x:x + s]
+
+
+def degrade_all(net, images: list[np.ndarray], strength: float = 1.0) -> list[np.ndarray]:
+    """The learned LR of each (H, W, 3) uint8 image (`op.degrade_lr`, quantized)."""
+    from pipeline.degrade.spec import quantize, to_float
+
+    from .op import degrade_lr
+    return [quantize(degrade_lr(net, to_float(img), strength)) for img in images]
+
+
+def sample_grid(clean: list[np.ndarray], learned: list[np.ndarray], real: list[np.ndarray],
+                n: int = 4, size: int = 96) -> np.ndarray:
+    """Three rows of up to `n` centre crops of `size` px each (resized crops padded black)."""
+    def row(images: list[np.ndarray]) -> np.ndarray:
+        tiles = np.zeros((size, size * n, 3), np.uint8)
+        for i, img in enumerate(images[:n]):
+            c = center_crop(img, size)
+            tiles[:c.shape[0], i * size:i * size + c.shape[1]] = c
+        return tiles
+    return np.concatenate([row(clean), row(learned), row(real)], axis=0)
+
+
+def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> None:
+    """OUT/report.md and OUT/samples.png (atomic each)."""
+    learned = degrade_all(net, summary.clean)
+    atomic_write_bytes(out / SAMPLES, encode_png(sample_grid(summary.clean, learned, summary.real)))
+    stats = {"clean LR (HR downscaled)": set_stats(summary.clean), "learned LR": set_stats(learned),
+             "real LR": set_stats(summary.real)}
+    lines = [f"# learn-degradation: {real_lr} (real LR) from {hr} (HR) at x{cfg.scale}", "",
+             f"{summary.steps} steps" + (f" (resumed at {summary.resumed_from})" if summary.resumed_from else "")
+             + f"; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
+             "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in dataclasses.asdict(cfg).items()]
+    lines += ["", "## Losses (step: value)", "", "| step | " + " | ".join(
+        ("g_adv", "g_cycle", "g_identity", "d_x", "d_y")) + " |", "|---" * 6 + "|"]
+    every = max(1, len(summary.history) // 10)
+    rows = summary.history[::every]
+    for h in rows + ([summary.history[-1]] if summary.history and rows[-1] is not summary.history[-1] else []):
+        lines.append(f"| {int(h[0]) + 1} | " + " | ".join(f"{v:.4f}" for v in h[1:]) + " |")
+    lines += ["", "## LR statistics (pipeline/learned/stats.py)", "", "| set | " + " | ".join(STATS) + " |",
+              "|---" * (len(STATS) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{s[k]:.4f}" for k in STATS) + " |" for name, s in stats.items()]
+    lines += ["", f"![clean LR / learned LR / real LR]({SAMPLES})",
+              "", "Rows: clean LR, the learned degrader on the same crops, real LR (other scenes).", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))

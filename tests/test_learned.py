@@ -1,0 +1,245 @@
+"""The learned degrader (#18 §3): the residual CycleGAN generator, training (losses, seeds, resume),
+the `learned` preset step (recipe columns, replay, workers/batch sizes) and the CLI."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline import cli
+from pipeline.degrade.preset import dump_preset, parse_preset
+from pipeline.degrade.run import replay_sample
+from pipeline.io.images import encode_png
+from pipeline.learned.op import degrade_lr, learned_preset, load_degrader
+from pipeline.learned.pool import FakePool
+from pipeline.learned.train import DEGRADER, TRAIN_STATE, LearnConfig, learn_degradation, save_degrader
+from pipeline.models.cyclegan import CycleGANGenerator
+
+TINY = dict(scale=2, crop=16, batch_size=2, num_feat=8, num_block=1, d_feat=8, d_layers=2, pool_size=3)
+
+
+def _photos(folder: Path, n: int, size: tuple[int, int], seed: int, smooth: bool) -> Path:
+    """`n` PNGs: smooth gradients with shapes (HR-like) or noisy blocks (a stand-in real LR)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]] / max(size)
+    for i in range(n):
+        base = np.stack([np.sin(6 * xx + i), np.cos(5 * yy - i), np.sin(4 * (xx + yy))], -1) * 0.4 + 0.5
+        if not smooth:
+            base = base + rng.normal(0, 0.08, base.shape)
+        (folder / f"p{i}.png").write_bytes(encode_png(np.clip(base * 255, 0, 255).astype(np.uint8)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("domains")
+    return _photos(root / "real", 3, (40, 48), 0, smooth=False), _photos(root / "hr", 3, (72, 80), 1, smooth=True)
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["nets"]
+
+
+# ---- the generator ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_down", [0, 1, 2])
+def test_generator_starts_as_the_identity_at_any_size(num_down):
+    torch.manual_seed(0)
+    net = CycleGANGenerator(num_feat=8, num_block=2, num_down=num_down)
+    x = torch.rand(2, 3, 13, 22)
+    assert torch.equal(net(x), x)
+    assert net.residual_of(x).abs().max() == 0
+    plain = CycleGANGenerator(num_feat=8, num_block=1, num_down=num_down, residual=False)
+    y = plain(x)
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1 and not torch.equal(y, x)
+
+
+def test_generator_options_are_checked():
+    with pytest.raises(ValueError, match="cyclegan num_feat must be an int >= 1, got 0"):
+        CycleGANGenerator(num_feat=0)
+    with pytest.raises(ValueError, match="cyclegan norm must be one of"):
+        CycleGANGenerator(norm="group")
+
+
+# ---- the pool -----------------------------------------------------------------------------------
+
+def test_pool_fills_then_mixes_old_fakes_and_round_trips():
+    pool = FakePool(3)
+    first = torch.arange(3.0).view(3, 1, 1, 1)
+    assert torch.equal(pool(first, np.random.default_rng(0)), first)  # filling: passed through
+    new = torch.full((8, 1, 1, 1), 9.0)
+    out = pool(new, np.random.default_rng(1))
+    assert {float(v) for v in out.flatten()} - {9.0}  # some old fakes came back
+    copy = FakePool(3)
+    copy.load_state_dict(pool.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(copy.images, pool.images))
+    assert torch.equal(FakePool(0)(new, np.random.default_rng(0)), new)
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+def test_training_is_seeded_its_losses_finite_and_moving(domains, tmp_path):
+    real, hr = domains
+    a = learn_degradation(real, hr, tmp_path / "a", LearnConfig(**TINY, steps=4, save_every=4))
+    learn_degradation(real, hr, tmp_path / "b", LearnConfig(**TINY, steps=4, save_every=4))
+    history = np.array(a.history)
+    assert history.shape == (4, 6) and np.isfinite(history).all()
+    assert all(len(set(history[:, k])) > 1 for k in range(1, 6))  # every loss component changes
+    assert (tmp_path / "a" / DEGRADER).read_bytes() != b""
+    pa, pb = _params(tmp_path / "a" / TRAIN_STATE), _params(tmp_path / "b" / TRAIN_STATE)
+    assert all(torch.equal(pa[n][k], pb[n][k]) for n in pa for k in pa[n])  # same seed, same weights
+    net, meta = load_degrader(tmp_path / "a" / DEGRADER)
+    assert meta["scale"] == 2 and meta["steps"] == 4
+    assert not torch.equal(net.residual_of(torch.rand(1, 3, 16, 16)), torch.zeros(1, 3, 16, 16))
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path):
+    real, hr = domains
+    learn_degradation(real, hr, tmp_path / "whole", LearnConfig(**TINY, steps=4, save_every=2))
+    learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=2, save_every=2))  # "killed" at 2
+    resumed = learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=4, save_every=2))
+    assert resumed.resumed_from == 2 and resumed.steps == 4
+    whole, cut = (torch.load(p / TRAIN_STATE, weights_only=True) for p in (tmp_path / "whole", tmp_path / "cut"))
+    assert all(torch.equal(whole["nets"][n][k], cut["nets"][n][k]) for n in whole["nets"] for k in whole["nets"][n])
+    assert whole["history"] == cut["history"]
+    assert torch.equal(whole["pools"]["y"]["images"], cut["pools"]["y"]["images"])
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'cut' / TRAIN_STATE}: a training state of "
+                                                   "another run (differs in ['seed'])")):
+        learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=6, seed=1))
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"crop: expected at least 24 px for d_layers=3, got 16"):
+        LearnConfig(crop=16, d_layers=3)
+    with pytest.raises(ValueError, match=r"interp: expected one of \['area', 'bilinear', 'bicubic'\], got 'nearest'"):
+        LearnConfig(interp="nearest")
+
+
+# ---- the preset step ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def degrader(tmp_path_factory) -> Path:
+    """A degrader with a visible residual (random last conv), without training it."""
+    torch.manual_seed(3)
+    net = CycleGANGenerator(num_feat=8, num_block=1)
+    torch.nn.init.normal_(net.conv_last[1].weight, 0.0, 0.02)
+    path = tmp_path_factory.mktemp("ckpt") / DEGRADER
+    save_degrader(path, net, LearnConfig(**TINY), {"steps": 0})
+    return path
+
+
+def test_strength_blends_the_residual(degrader):
+    net, _ = load_degrader(degrader)
+    img = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32)
+    assert np.array_equal(degrade_lr(net, img, 0.0), img)
+    full, half = degrade_lr(net, img, 1.0), degrade_lr(net, img, 0.5)
+    np.testing.assert_allclose(half - img, (full - img) * 0.5, atol=1e-6)
+    assert np.abs(full - img).max() > 1e-3
+
+
+def _degrade(args: list[str]) -> None:
+    assert cli.main(["degrade", *args]) == 0
+
+
+def test_learned_step_degrades_replays_and_ignores_workers_and_batches(degrader, tmp_path):
+    photos = _photos(tmp_path / "photos", 3, (64, 72), 5, smooth=True)
+    preset = tmp_path / "learned.yaml"
+    preset.write_text(dump_preset(parse_preset(learned_preset(str(degrader), 2, "area", (0.5, 1.0)))))
+    runs = {"w1b1": ["--workers", "1", "--batch-size", "1"], "w2b4": ["--workers", "2", "--batch-size", "4"]}
+    for name, flags in runs.items():
+        _degrade([str(photos), str(tmp_path / name), "--preset", str(preset), "--variants", "2", "--seed", "7",
+                  "--scale", "2", *flags])
+    sets = [{p.name: p.read_bytes() for p in sorted((tmp_path / n).iterdir()) if p.suffix in (".tar", ".parquet")}
+            for n in runs]
+    assert sets[0] == sets[1]
+    index = pd.read_parquet(tmp_path / "w1b1" / "index.parquet")
+    assert len(index) == 6 and index["learned_strength"].between(0.5, 1.0).all()
+    assert index["learned_strength"].nunique() == 6 and set(index["learned_checkpoint"]) == {str(degrader)}
+    for key in index["key"]:
+        lr, same = replay_sample(tmp_path / "w1b1", key)
+        assert same and lr.shape == (32, 36, 3), key
+    assert cli.main(["replay", str(tmp_path / "w1b1"), index["key"][0], str(tmp_path / "one.png")]) == 0
+    plain = tmp_path / "plain.yaml"
+    data = yaml.safe_load(preset.read_text())
+    plain.write_text(yaml.safe_dump({**data, "steps": data["steps"][:1]}))
+    _degrade([str(photos), str(tmp_path / "plain"), "--preset", str(plain), "--variants", "2", "--seed", "7",
+              "--scale", "2"])
+    assert sets[0] != {p.name: p.read_bytes() for p in (tmp_path / "plain").iterdir() if p.suffix == ".tar"}
+
+
+def test_a_missing_checkpoint_is_one_line_naming_the_file(tmp_path, capsys):
+    photos = _photos(tmp_path / "photos", 1, (32, 32), 0, smooth=True)
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump(learned_preset(str(tmp_path / "missing.pth"), 2, "area")))
+    assert cli.main(["degrade", str(photos), str(tmp_path / "out"), "--preset", str(preset)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "learned.checkpoint" in err and str(tmp_path / "missing.pth") in err
+
+
+def test_cli_learns_writes_a_usable_preset_and_refuses_a_finished_out(domains, tmp_path, capsys):
+    real, hr = domains
+    out = tmp_path / "out"
+    args = ["learn-degradation", str(real), str(out), "--hr", str(hr), "--scale", "2", "--steps", "2",
+            "--crop", "16", "--num-feat", "8", "--num-block", "1", "--pool", "2"]
+    assert cli.main(args) == 0
+    assert {p.name for p in out.iterdir()} >= {DEGRADER, TRAIN_STATE, "preset.yaml", "report.md", "samples.png"}
+    preset = parse_preset(yaml.safe_load((out / "preset.yaml").read_text()))
+    assert [s.op for s in preset.items] == ["resize_lr", "learned"]
+    assert "| learned LR |" in (out / "report.md").read_text()
+    assert cli.main(args) == 1
+    assert "pass --force" in capsys.readouterr().err
+    assert cli.main(args + ["--force"]) == 0
+
+
+def test_incremental_degrade_sees_a_retrained_degrader_at_the_same_path(degrader, tmp_path):
+    from pipeline.degrade.incremental import _user_op_sources
+    path = tmp_path / DEGRADER
+    path.write_bytes(degrader.read_bytes())
+    preset = parse_preset(learned_preset(str(path), 2, "area"))
+    before = _user_op_sources(preset)
+    assert before[f"learned:{path}"] == _sha256(degrader) and {"learned:op", "learned:net"} <= set(before)
+    net, _ = load_degrader(degrader)
+    torch.nn.init.normal_(net.conv_last[1].weight, 0.0, 0.03)
+    save_degrader(path, net, LearnConfig(**TINY), {"steps": 1})
+    assert _user_op_sources(preset)[f"learned:{path}"] != before[f"learned:{path}"]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_learned_step_after_realesrgan_runs_between_dali_segments(degrader, fixtures):
+    """Recorded as a user op, the learned step runs on the CPU after the DALI graph: the output is the
+    degrader applied to the graph's own LR (the float hand-over may move a level). Not compared with the
+    reference backend: this random-weight degrader amplifies the graph's stated JPEG/resize tolerance."""
+    pytest.importorskip("nvidia.dali")
+    from dataclasses import replace
+    import cv2
+    from pipeline.degrade import DegradeConfig, preset_settings, sample_recipe
+    from pipeline.degrade.dali_backend import DaliDegrader
+    from pipeline.degrade.recipe import UserOp
+    from pipeline.degrade.userops import apply_user_op
+    from pipeline.params import build
+    data = preset_settings("realesrgan-x4plus").to_data()
+    data["steps"].append({"name": "learned", "op": "learned", "checkpoint": str(degrader), "prob": 1.0,
+                          "strength_range": [0.5, 1.0]})
+    path = degrader.parent / "x4-learned.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert build(DegradeConfig, {"preset": str(path), "backend": "dali"}, "degrade").backend == "dali"
+    photo = np.ascontiguousarray(cv2.imread(str(fixtures / "pairs" / "gt" / "baboon.png"))[:96, :96, ::-1])
+    recipes = [sample_recipe(parse_preset(data), 0, f"k{i}", 0) for i in range(4)]
+    off = [replace(r, steps=tuple(replace(s, applied=False) if isinstance(s, UserOp) else s for s in r.steps))
+           for r in recipes]
+    dali = DaliDegrader(4, "cpu", num_threads=2)
+    for lr, plain, r in zip(dali.run([photo] * 4, recipes), dali.run([photo] * 4, off), recipes):
+        op = next(s for s in r.steps if isinstance(s, UserOp))
+        expect = np.clip(np.round(apply_user_op(plain.astype(np.float32) / 255, op.function, op.params, op.seed) * 255),
+                         0, 255)
+        assert np.abs(lr.astype(int) - expect).mean() <= 2 < np.abs(lr.astype(int) - plain).mean()
