@@ -19,6 +19,7 @@ section also gets the WGAN paper's critic optimizer (`WGAN_CRITIC`) unless it se
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -39,6 +40,10 @@ GAN_ONLY = ("discriminator", "perceptual", "gan", "lr_d", "optim_d", "d_steps", 
 # WGAN (Arjovsky et al. 2017, Algorithm 1): the clipped critic trains with RMSProp at 5e-5 (momentum-based
 # optimizers made it unstable). gan.kind wgan fills these as recipe values (the user's keys still win).
 WGAN_CRITIC = {"optim_d": {"name": "rmsprop"}, "lr_d": 5e-5}
+# Keys added after checkpoints were written, with their off values: `to_dict` (the checkpoint's config and its
+# hash) leaves a key out while it has this value, so a run started before the key existed still resumes.
+ADDED_KEYS: dict[str, Any] = {"optim_d": {"name": "adam", "alpha": 0.99}, "fake_pool_size": 0,
+                              "perceptual.sha256": ""}
 
 Weight = Annotated[Float, Field(ge=0.0)]  # a loss factor; 0 disables
 
@@ -136,7 +141,7 @@ class TrainConfig(Model):
     channels_last: Bool = False          # NHWC memory format (faster convs on tensor cores)
     compile: Bool = False                # torch.compile the training nets
     pair_pool_size: NonNegative = 180          # Real-ESRGAN's training-pair queue, samples; 0 disables
-    fake_pool_size: NonNegative = 0            # past fakes D also sees (Shrivastava et al. 2017, CycleGAN: 50); 0 disables
+    fake_pool_size: NonNegative = 0            # past fakes D also sees (SimGAN, CycleGAN: 50), per process; 0 disables
     augment: Bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
     max_nonfinite: Positive = 20            # stop after this many non-finite steps in a row (each is skipped)
     grad_clip: Float = Field(0.0, ge=0.0)  # max gradient norm of each net; 0 disables
@@ -183,6 +188,16 @@ class TrainConfig(Model):
             if isinstance(given, Mapping) and given.get("name", base[net]["name"]) != base[net]["name"]:
                 base[net].pop("opts", None)
         return build(cls, {**merge(cls, base, section), "phase": phase}, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain data, without the `ADDED_KEYS` that have their off value."""
+        out = to_dict(self)
+        for dotted, off in ADDED_KEYS.items():
+            *parents, key = dotted.split(".")
+            section = functools.reduce(lambda d, k: d[k], parents, out)
+            if section.get(key) == off:
+                del section[key]
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -40,7 +40,6 @@ from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
 from pipeline.io.atomic import sweep_stale
 from pipeline.io.shards import INDEX, is_shard_set
-from pipeline.seeding import stable_hash
 from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state, describe_change, export_generator,
                                        gather_ranks, load_latest, remove_partial, run_identity, save_checkpoint,
                                        set_rng_state, training_state)
@@ -48,7 +47,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.ema import ema_decay_at, make_ema, update_ema
 from pipeline.train.live import TrainLog
 from pipeline.train.optim import build_optimizer
-from pipeline.train.pool import ImagePool, PairPool
+from pipeline.train.pool import PairPool, rank_image_pool
 from pipeline.train.steps import (Criteria, Targets, d_step, g_step, has_spectral_norm, lr_at, make_targets,
                                   set_lr)
 from pipeline.train.validate import upscale_batches
@@ -91,9 +90,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         pool = PairPool(cfg.pair_pool_size)
         start, nonfinite, skipped, loader_state = _resume(ckpt, net_g, net_g_ema, net_d, opt_g, opt_d, pool, rank=rank,
                                                           device=device, seed=base_seed + rank, say=say, tag=tag)
-        fake_pool = ImagePool(cfg.fake_pool_size, seed=stable_hash(f"fake_pool/{base_seed}/{rank}"))  # D's past fakes
-        if ckpt is not None and ckpt["ranks"][rank].get("fake_pool") is not None:
-            fake_pool.load_state_dict(ckpt["ranks"][rank]["fake_pool"], device)
+        fake_pool = rank_image_pool(cfg.fake_pool_size, ckpt, seed=base_seed, rank=rank, device=device)
         del ckpt
         model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
 
@@ -123,7 +120,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
                 ok, sr, losses = True, _generate(net_g, t.lr, autocast), {}
             if ok and model_d is not None:
                 d = d_step(model_d, opt_d, sr, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp,
-                           world_size=world_size, fake_pool=fake_pool if fake_pool.size else None)
+                           world_size=world_size, fake_pool=fake_pool)
                 ok = d is not None
                 losses.update(d or {})
             if ok:

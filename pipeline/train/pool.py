@@ -16,10 +16,13 @@ ago and G cannot oscillate between modes D has forgotten. `fake_pool_size: 0` tu
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from pipeline.seeding import stable_hash
 
 
 class PairPool:
@@ -130,6 +133,17 @@ class ImagePool:
             stored = state["images"].to(device)
             self.images = stored.new_zeros((self.size, *stored.shape[1:]))
             self.images[:self.count] = stored
+
+
+def rank_image_pool(size: int, ckpt: Mapping[str, Any] | None, *, seed: int, rank: int,
+                    device: torch.device) -> ImagePool:
+    """This rank's pool of past fakes: draws seeded from (seed, rank), contents and generator restored from
+    the checkpoint's `ranks[rank]["fake_pool"]` when resuming (a pool that was off there starts empty)."""
+    pool = ImagePool(size, seed=stable_hash(f"fake_pool/{seed}/{rank}"))
+    state = ckpt["ranks"][rank].get("fake_pool") if ckpt is not None else None
+    if state is not None:
+        pool.load_state_dict(state, device)
+    return pool
 
 
 def _pack(x: Tensor) -> Tensor:
