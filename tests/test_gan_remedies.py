@@ -113,13 +113,13 @@ def test_image_pool_state_round_trip_continues_the_same_draws():
 
 def test_fake_pool_trains_and_a_resumed_run_equals_an_uninterrupted_one(pairs, net_export, tmp_path):
     def run(out: Path, iterations: int, pool: int = 8) -> None:
-        _train_gan(_gan(iterations=iterations, checkpoint_every=3, fake_pool_size=pool, pair_pool_size=0),
+        _train_gan(_gan(iterations=iterations, checkpoint_every=2, fake_pool_size=pool, pair_pool_size=0),
                    pairs, out, net_export)
     straight, killed, without = tmp_path / "straight", tmp_path / "killed", tmp_path / "without"
-    run(straight, 6)
-    run(killed, 3)
-    run(killed, 6)
-    run(without, 6, pool=0)
+    run(straight, 4)
+    run(killed, 2)  # the pool (8 fakes, batch 4) is full here: the resumed steps draw from the restored one
+    run(killed, 4)
+    run(without, 4, pool=0)
     a, b, c = _latest(straight), _latest(killed), _latest(without)
     for key in ("params", "params_ema", "net_d", "optim_d"):
         _assert_same_state(a[key], b[key], key)
