@@ -359,7 +359,7 @@ def test_unknown_and_bad_options():
     assert str(err.value) == ("unknown option 'num_blocks' for generator 'rrdbnet'; allowed options: "
                               "['num_block', 'num_feat', 'num_grow_ch', 'num_in_ch', 'num_out_ch']")
     with pytest.raises(ValueError, match=r"unknown option 'ndf' for discriminator 'patchgan'; allowed options: "
-                                         r"\['n_layers', 'norm', 'num_feat', 'num_in_ch'\]"):
+                                         r"\['minibatch_std', 'n_layers', 'norm', 'num_feat', 'num_in_ch'\]"):
         build_discriminator("patchgan", ndf=64)
     with pytest.raises(ValueError, match=r"option 'upscale' of generator 'srvgg' is set by the scale argument"):
         build_generator("srvgg", upscale=2)

@@ -7,8 +7,9 @@ ImageNet mean/std the torchvision weights expect.
 Weights: torchvision's `vgg19-dcbb9e9d.pth` (the full ImageNet VGG19 state dict; only its
 `features.*` tensors are used). Looked up at the explicit `weights` path if given, else in torch's
 hub cache, `torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth` (`$TORCH_HOME/hub/...`, default
-`~/.cache/torch/hub/...`). The file's sha256 must start with `dcbb9e9d` (torchvision's naming rule)
-unless `check_hash=False` (for a user-converted file).
+`~/.cache/torch/hub/...`). The file's sha256 must start with `dcbb9e9d` (torchvision's naming rule);
+another file (a user-converted one, a test's random stand-in) passes only with its full `sha256` given
+(`train_*.perceptual.sha256`), or with `check_hash=False`.
 
     loss_fn = PerceptualLoss()                  # Real-ESRGAN layer weights, L1
     loss = loss_fn(net_g(lr), hr)
@@ -105,7 +106,7 @@ def cached_sha256(path: Path) -> str:
 
 
 def load_vgg19_features(weights: str | Path | None = None, *, check_hash: bool = True,
-                        last_layer: str = "conv5_4") -> nn.Sequential:
+                        last_layer: str = "conv5_4", sha256: str | None = None) -> nn.Sequential:
     """Load torchvision's VGG19 `features` from a local file, cut after `last_layer`, frozen in eval.
 
     The file is loaded with `weights_only=True`; its `features.N.*` tensors go into
@@ -114,7 +115,8 @@ def load_vgg19_features(weights: str | Path | None = None, *, check_hash: bool =
 
     Raises:
         FileNotFoundError: if the file is missing (see `find_vgg19_weights`).
-        ValueError: if check_hash and the sha256 does not start with dcbb9e9d, if the file holds no
+        ValueError: if check_hash and the sha256 is not `sha256` (given) or does not start with dcbb9e9d
+            (None), if the file holds no
             `features.*` tensors, or if last_layer is not a vgg19 layer name.
         RuntimeError: from load_state_dict, if the features tensors do not fit VGG19.
     """
@@ -124,7 +126,10 @@ def load_vgg19_features(weights: str | Path | None = None, *, check_hash: bool =
     path = find_vgg19_weights(weights)
     if check_hash:
         digest = cached_sha256(path)
-        if not digest.startswith(VGG19_SHA256_PREFIX):
+        if sha256 is not None and digest != sha256:
+            raise ValueError(f"{path}: sha256 {digest} is not the expected {sha256} "
+                             f"(train_*.perceptual.sha256)")
+        if sha256 is None and not digest.startswith(VGG19_SHA256_PREFIX):
             raise ValueError(f"{path}: sha256 {digest[:8]}... does not match torchvision's {VGG19_FILE} "
                              f"(expected prefix {VGG19_SHA256_PREFIX}); pass check_hash=False for a converted file")
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -157,7 +162,8 @@ class VGGFeatureExtractor(nn.Module):
     Args:
         layers: vgg19 layer names (`conv1_2`, `relu3_4`, `pool2`, ...).
         weights: path of vgg19-dcbb9e9d.pth; None looks in the torch hub cache.
-        check_hash: verify the sha256 prefix dcbb9e9d.
+        check_hash: verify the sha256 (prefix dcbb9e9d, or `sha256` when given).
+        sha256: the file's full sha256, for a file that is not torchvision's.
 
     forward: (B, 3, H, W) float in [0, 1] → {name: (B, C_l, H_l, W_l)}.
 
@@ -166,7 +172,7 @@ class VGGFeatureExtractor(nn.Module):
     """
 
     def __init__(self, layers: list[str] | tuple[str, ...], weights: str | Path | None = None,
-                 check_hash: bool = True) -> None:
+                 check_hash: bool = True, sha256: str | None = None) -> None:
         super().__init__()
         names = vgg19_layer_names()
         unknown = [name for name in layers if name not in names]
@@ -174,7 +180,7 @@ class VGGFeatureExtractor(nn.Module):
             raise ValueError(f"unknown vgg19 layer {unknown[0] if unknown else None!r}; choose from {names}")
         self.layers = tuple(layers)
         last = max(layers, key=names.index)
-        self.vgg = load_vgg19_features(weights, check_hash=check_hash, last_layer=last)
+        self.vgg = load_vgg19_features(weights, check_hash=check_hash, last_layer=last, sha256=sha256)
         self._index = {names.index(name): name for name in layers}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -209,7 +215,8 @@ class PerceptualLoss(nn.Module):
         layer_weights: {vgg19 layer: weight}; default Real-ESRGAN's {conv1_2: 0.1, conv2_2: 0.1,
             conv3_4: 1, conv4_4: 1, conv5_4: 1}.
         weights: path of vgg19-dcbb9e9d.pth; None looks in the torch hub cache.
-        check_hash: verify the file's sha256 prefix.
+        check_hash: verify the file's sha256 (prefix dcbb9e9d, or `sha256` when given).
+        sha256: the file's full sha256, for a file that is not torchvision's.
         perceptual_weight: factor of the feature term (0 disables it).
         style_weight: factor of the Gram term (0, the default, disables it).
         criterion: 'l1' or 'l2'.
@@ -223,7 +230,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, layer_weights: Mapping[str, float] | None = None, weights: str | Path | None = None,
                  *, check_hash: bool = True, perceptual_weight: float = 1.0, style_weight: float = 0.0,
-                 criterion: str = "l1") -> None:
+                 criterion: str = "l1", sha256: str | None = None) -> None:
         super().__init__()
         layer_weights = dict(REALESRGAN_LAYER_WEIGHTS if layer_weights is None else layer_weights)
         if criterion not in CRITERIA:
@@ -236,7 +243,8 @@ class PerceptualLoss(nn.Module):
         self.perceptual_weight = perceptual_weight
         self.style_weight = style_weight
         self.criterion = F.l1_loss if criterion == "l1" else F.mse_loss
-        self.extractor = VGGFeatureExtractor(list(layer_weights), weights=weights, check_hash=check_hash)
+        self.extractor = VGGFeatureExtractor(list(layer_weights), weights=weights, check_hash=check_hash,
+                                             sha256=sha256)
 
     def forward(self, x: Tensor, hr: Tensor) -> Tensor:
         if x.shape != hr.shape:

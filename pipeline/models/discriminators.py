@@ -6,6 +6,10 @@
 - `NLayerDiscriminator` (pix2pix PatchGAN): overlapping-patch logits (B, 1, h, w).
 - `DCGANDiscriminator`: strided convs, adaptive average pooling to 4×4 and a 4×4 conv → (B, 1);
   any input of at least 2^(n_layers+2) pixels per side.
+
+`minibatch_std=True` (each, default off) appends ProGAN's minibatch standard deviation as one more
+channel before the last conv block (`layers.MinibatchStdDev`; that block's first conv takes one more
+input channel, so such a D's weights do not load into one without it, and the other way round).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
+from pipeline.models.layers import MinibatchStdDev
 from pipeline.models.unet import NORMS, norm_layers
 from pipeline.models.weight_init import pix2pix_normal_
 
@@ -34,6 +39,7 @@ class UNetDiscriminatorSN(nn.Module):
         num_in_ch: input channels.
         num_feat: channels of conv0.
         skip_connection: add the encoder features in the decoder.
+        minibatch_std: the minibatch standard deviation channel before conv7.
 
     Shapes: (B, num_in_ch, H, W) → (B, 1, H, W) logits; H and W must be divisible by 8.
 
@@ -41,10 +47,12 @@ class UNetDiscriminatorSN(nn.Module):
         ValueError: in forward, if H or W is not divisible by 8.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         _check_positive("unet_sn", num_in_ch=num_in_ch, num_feat=num_feat)
         self.skip_connection = skip_connection
+        self.mbstd = MinibatchStdDev() if minibatch_std else None
         f = num_feat
         self.conv0 = nn.Conv2d(num_in_ch, f, 3, 1, 1)
         self.conv1 = spectral_norm(nn.Conv2d(f, f * 2, 4, 2, 1, bias=False))
@@ -53,7 +61,7 @@ class UNetDiscriminatorSN(nn.Module):
         self.conv4 = spectral_norm(nn.Conv2d(f * 8, f * 4, 3, 1, 1, bias=False))
         self.conv5 = spectral_norm(nn.Conv2d(f * 4, f * 2, 3, 1, 1, bias=False))
         self.conv6 = spectral_norm(nn.Conv2d(f * 2, f, 3, 1, 1, bias=False))
-        self.conv7 = spectral_norm(nn.Conv2d(f, f, 3, 1, 1, bias=False))
+        self.conv7 = spectral_norm(nn.Conv2d(f + bool(minibatch_std), f, 3, 1, 1, bias=False))
         self.conv8 = spectral_norm(nn.Conv2d(f, f, 3, 1, 1, bias=False))
         self.conv9 = nn.Conv2d(f, 1, 3, 1, 1)
 
@@ -81,6 +89,8 @@ class UNetDiscriminatorSN(nn.Module):
         x6 = act(self.conv6(up(x5)))
         if self.skip_connection:
             x6 = x6 + x0
+        if self.mbstd is not None:
+            x6 = self.mbstd(x6)
         return self.conv9(act(self.conv8(act(self.conv7(x6)))))
 
 
@@ -95,6 +105,7 @@ class VGGStyleDiscriminator(nn.Module):
         num_in_ch: input channels.
         num_feat: channels of the first conv.
         input_size: 128 or 256; the input must be exactly this size.
+        minibatch_std: the minibatch standard deviation channel before the last stage (8×8).
 
     Shapes: (B, num_in_ch, input_size, input_size) → (B, 1) logits.
 
@@ -102,7 +113,8 @@ class VGGStyleDiscriminator(nn.Module):
         ValueError: on another input_size, or in forward on another input size.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128,
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         _check_positive("vgg", num_in_ch=num_in_ch, num_feat=num_feat)
         if input_size not in (128, 256):
@@ -116,8 +128,10 @@ class VGGStyleDiscriminator(nn.Module):
         self.conv0_0 = nn.Conv2d(num_in_ch, f, 3, 1, 1, bias=True)
         self.conv0_1 = nn.Conv2d(f, f, 4, 2, 1, bias=False)
         self.bn0_1 = nn.BatchNorm2d(f, affine=True)
+        self.mbstd = MinibatchStdDev() if minibatch_std else None
         for i, (cin, cout) in enumerate(stages[1:], start=1):
-            setattr(self, f"conv{i}_0", nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
+            extra = int(minibatch_std and i == len(stages) - 1)
+            setattr(self, f"conv{i}_0", nn.Conv2d(cin + extra, cout, 3, 1, 1, bias=False))
             setattr(self, f"bn{i}_0", nn.BatchNorm2d(cout, affine=True))
             setattr(self, f"conv{i}_1", nn.Conv2d(cout, cout, 4, 2, 1, bias=False))
             setattr(self, f"bn{i}_1", nn.BatchNorm2d(cout, affine=True))
@@ -133,6 +147,8 @@ class VGGStyleDiscriminator(nn.Module):
         feat = F.leaky_relu(self.conv0_0(x), 0.2)
         feat = F.leaky_relu(self.bn0_1(self.conv0_1(feat)), 0.2)
         for i in range(1, self.num_stages):
+            if self.mbstd is not None and i == self.num_stages - 1:
+                feat = self.mbstd(feat)
             feat = F.leaky_relu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)), 0.2)
             feat = F.leaky_relu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)), 0.2)
         feat = F.leaky_relu(self.linear1(feat.flatten(1)), 0.2)
@@ -151,6 +167,7 @@ class NLayerDiscriminator(nn.Module):
         num_feat: channels of the first conv.
         n_layers: number of stride-2 convs (≥ 1).
         norm: 'batch', 'instance' or 'none'.
+        minibatch_std: the minibatch standard deviation channel before the stride-1 conv block.
 
     Shapes: (B, num_in_ch, H, W) → (B, 1, h, w), h ≈ H / 2^n_layers - 2.
 
@@ -158,7 +175,8 @@ class NLayerDiscriminator(nn.Module):
         ValueError: on a bad option; in forward, if the input is too small for the layers.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, n_layers: int = 3, norm: str = "batch",
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         _check_positive("patchgan", num_in_ch=num_in_ch, num_feat=num_feat, n_layers=n_layers)
         if norm not in NORMS:
@@ -170,7 +188,9 @@ class NLayerDiscriminator(nn.Module):
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(num_feat * prev, num_feat * mult, 4, stride, 1, bias=bias),
+            last = minibatch_std and n == n_layers
+            layers += [MinibatchStdDev()] if last else []
+            layers += [nn.Conv2d(num_feat * prev + int(last), num_feat * mult, 4, stride, 1, bias=bias),
                        *norm_layers(norm, num_feat * mult), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(num_feat * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
@@ -199,6 +219,7 @@ class DCGANDiscriminator(nn.Module):
         num_feat: channels of the first conv.
         n_layers: stride-2 convs (3 → inputs from 32 px).
         norm: 'batch', 'instance' or 'none' (use 'none' or 'instance' with wgan-gp).
+        minibatch_std: the minibatch standard deviation channel before the last conv (at 4×4).
 
     Shapes: (B, num_in_ch, H, W) → (B, 1) logits.
 
@@ -206,7 +227,8 @@ class DCGANDiscriminator(nn.Module):
         ValueError: on a bad option; in forward, if H or W < 2^(n_layers+2).
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, n_layers: int = 3, norm: str = "batch",
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         _check_positive("dcgan", num_in_ch=num_in_ch, num_feat=num_feat, n_layers=n_layers)
         if norm not in NORMS:
@@ -217,7 +239,8 @@ class DCGANDiscriminator(nn.Module):
         for n in range(1, n_layers):
             layers += [nn.Conv2d(num_feat * 2 ** (n - 1), num_feat * 2**n, 4, 2, 1, bias=bias),
                        *norm_layers(norm, num_feat * 2**n), nn.LeakyReLU(0.2, True)]
-        layers += [nn.AdaptiveAvgPool2d(4), nn.Conv2d(num_feat * 2 ** (n_layers - 1), 1, 4, 1, 0)]
+        layers += [nn.AdaptiveAvgPool2d(4), *([MinibatchStdDev()] if minibatch_std else []),
+                   nn.Conv2d(num_feat * 2 ** (n_layers - 1) + int(minibatch_std), 1, 4, 1, 0)]
         self.model = nn.Sequential(*layers)
         pix2pix_normal_(self)
 

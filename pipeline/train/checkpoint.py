@@ -9,7 +9,8 @@ A checkpoint `ckpt/step_00005000.pt` is a `torch.save`d dict:
                          (`steps.lr_at`), so this is a record, not state that resuming needs
     step                 optimisation steps done (the next run starts there)
     loader               the data stream's position {"epoch", "samples_seen"} (global: the same on every rank)
-    ranks                per rank: {"rng": torch/CUDA/NumPy/Python states, "pool": pair pool | None}
+    ranks                per rank: {"rng": torch/CUDA/NumPy/Python states, "pool": pair pool | None,
+                         "fake_pool": D's image pool (images, its generator), only when fake_pool_size > 0}
     skipped_total        non-finite steps skipped so far
     nonfinite            non-finite steps in a row when it was written
     config, run          the TrainConfig as a dict; the identity the hash is computed from
@@ -105,10 +106,12 @@ def cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
 
 
-def gather_ranks(pool: Any, *, ddp: bool, world_size: int) -> list[dict[str, Any]]:
-    """Every rank's `ranks` entry (RNG states, `pool.state_dict()` or None for no pool), in rank order;
-    under DDP one `all_gather_object`, which every rank must call."""
+def gather_ranks(pool: Any, *, ddp: bool, world_size: int, fake_pool: Any = None) -> list[dict[str, Any]]:
+    """Every rank's `ranks` entry (RNG states, `pool.state_dict()` or None for no pool, and `fake_pool`'s
+    state when it is on), in rank order; under DDP one `all_gather_object`, which every rank must call."""
     mine = {"rng": rng_state(), "pool": pool.state_dict() if pool.size else None}
+    if fake_pool is not None and fake_pool.size:
+        mine["fake_pool"] = fake_pool.state_dict()
     if not ddp:
         return [mine]
     ranks: list[Any] = [None] * world_size

@@ -13,11 +13,14 @@ one `ParamsError` line naming the dotted key.
 Sources of the recipe values: Real-ESRGAN `options/train_realesrnet_x4plus.yml` and
 `train_realesrgan_x4plus.yml`; BasicSR `train_RRDBNet_PSNR_x4.yml` and `train_ESRGAN_x4.yml`
 (ESRGAN, Wang et al. 2018); SRGAN (Ledig et al. 2017: SRResNet-MSE, then VGG54 + 1e-3 adversarial);
-pix2pix (Isola et al. 2017: U-Net + 70×70 PatchGAN, L1 λ = 100, Adam 2e-4, β1 = 0.5).
+pix2pix (Isola et al. 2017: U-Net + 70×70 PatchGAN, L1 λ = 100, Adam 2e-4, β1 = 0.5). A `gan.kind: wgan`
+section also gets the WGAN paper's critic optimizer (`WGAN_CRITIC`) unless it sets its own.
 """
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -33,7 +36,14 @@ GAN_KINDS = ("vanilla", "lsgan", "wgan", "wgan-gp", "hinge", "ragan")
 # Real-ESRGAN's perceptual layer weights (pre-activation VGG19 features).
 REALESRGAN_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
 # Keys that only the gan phase reads: setting one under train_net is a mistake worth one line.
-GAN_ONLY = ("discriminator", "perceptual", "gan", "lr_d", "d_steps", "init_from")
+GAN_ONLY = ("discriminator", "perceptual", "gan", "lr_d", "optim_d", "d_steps", "init_from", "fake_pool_size")
+# WGAN (Arjovsky et al. 2017, Algorithm 1): the clipped critic trains with RMSProp at 5e-5 (momentum-based
+# optimizers made it unstable). gan.kind wgan fills these as recipe values (the user's keys still win).
+WGAN_CRITIC = {"optim_d": {"name": "rmsprop"}, "lr_d": 5e-5}
+# Keys added after checkpoints were written, with their off values: `to_dict` (the checkpoint's config and its
+# hash) leaves a key out while it has this value, so a run started before the key existed still resumes.
+ADDED_KEYS: dict[str, Any] = {"optim_d": {"name": "adam", "alpha": 0.99}, "fake_pool_size": 0,
+                              "perceptual.sha256": ""}
 
 Weight = Annotated[Float, Field(ge=0.0)]  # a loss factor; 0 disables
 
@@ -61,12 +71,16 @@ class PerceptualConfig(Model):
     criterion: Literal["l1", "l2"] = "l1"
     style_weight: Weight = 0.0   # Gram-matrix style loss factor; 0 disables
     weights: Str = ""            # vgg19-dcbb9e9d.pth path; '' = torch hub cache (never downloaded)
+    sha256: Str = ""             # the weights file's full sha256 for a file that is not torchvision's
+                                 # (a converted one); '' = its sha256 must start with dcbb9e9d
     target_usm: Bool = True      # Real-ESRGAN percep_gt_usm
 
     @model_validator(mode="after")
     def _some_layer(self) -> PerceptualConfig:
         if (self.weight > 0 or self.style_weight > 0) and not self.layer_weights:
             raise invalid("layer_weights", "expected at least one VGG19 layer, got {}")
+        if self.sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise invalid("sha256", f"expected '' or 64 lowercase hex digits, got {self.sha256!r}")
         return self
 
 
@@ -88,6 +102,13 @@ class GanConfig(Model):
 
 
 Beta = Annotated[Float, Field(ge=0.0, lt=1.0)]
+
+
+class OptimConfig(Model):
+    name: Literal["adam", "rmsprop"] = "adam"   # adam uses `betas`; rmsprop is the WGAN paper's critic optimizer
+    alpha: Float = Field(0.99, ge=0.0, lt=1.0)  # rmsprop: decay of the squared-gradient average
+
+
 Positive = Annotated[Int, Field(ge=1)]
 NonNegative = Annotated[Int, Field(ge=0)]
 
@@ -111,7 +132,8 @@ class TrainConfig(Model):
     gan: GanConfig = GanConfig()
     usm: UsmConfig = UsmConfig()
     lr_g: Float = Field(1e-4, gt=0.0)    # Adam learning rate of the generator
-    lr_d: Float = Field(1e-4, gt=0.0)    # Adam learning rate of the discriminator
+    lr_d: Float = Field(1e-4, gt=0.0)    # learning rate of the discriminator
+    optim_d: OptimConfig = OptimConfig()  # D's optimizer; gan.kind wgan defaults to RMSProp, lr_d 5e-5 (WGAN_CRITIC)
     betas: tuple[Beta, Beta] = (0.9, 0.99)
     d_steps: Positive = 1                   # D updates per G update (WGAN critics: 5); G steps every d_steps-th step
     iterations: Positive = 400_000          # total optimisation steps (raising it later resumes, not restarts)
@@ -127,6 +149,7 @@ class TrainConfig(Model):
     channels_last: Bool = False          # NHWC memory format (faster convs on tensor cores)
     compile: Bool = False                # torch.compile the training nets
     pair_pool_size: NonNegative = 180          # Real-ESRGAN's training-pair queue, samples; 0 disables
+    fake_pool_size: NonNegative = 0            # past fakes D also sees (SimGAN, CycleGAN: 50), per process; 0 disables
     augment: Bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
     max_nonfinite: Positive = 20            # stop after this many non-finite steps in a row (each is skipped)
     grad_clip: Float = Field(0.0, ge=0.0)  # max gradient norm of each net; 0 disables
@@ -166,6 +189,9 @@ class TrainConfig(Model):
                     raise ParamsError(f"{where}.{key}: not used by the net phase (pixel loss only); "
                                       f"set it under train_gan")
         base = recipe_defaults(recipe, phase)
+        gan = section.get("gan")
+        if (gan.get("kind", base["gan"]["kind"]) if isinstance(gan, Mapping) else base["gan"]["kind"]) == "wgan":
+            base.update(copy.deepcopy(WGAN_CRITIC))
         for net in ("generator", "discriminator"):  # another architecture's options would not fit
             given = section.get(net)
             if isinstance(given, Mapping) and given.get("name", base[net]["name"]) != base[net]["name"]:
@@ -173,10 +199,16 @@ class TrainConfig(Model):
         return build(cls, {**merge(cls, base, section), "phase": phase}, where)
 
     def to_dict(self) -> dict[str, Any]:
-        """As a plain dict (the checkpoint's config and its hash); a block that is off is left out, so a run
-        that does not use it resumes from checkpoints written before the block existed."""
-        out = super().to_dict()
-        return {k: v for k, v in out.items() if k not in _OFF_BLOCKS or getattr(self, k).enabled}
+        """As plain data (the checkpoint's config and its hash), without what a run that does not use it
+        never had: the `ADDED_KEYS` at their off value and the `_OFF_BLOCKS` that are off. So such a run
+        resumes from checkpoints written before those keys existed."""
+        out = {k: v for k, v in to_dict(self).items() if k not in _OFF_BLOCKS or getattr(self, k).enabled}
+        for dotted, off in ADDED_KEYS.items():
+            *parents, key = dotted.split(".")
+            section = functools.reduce(lambda d, k: d[k], parents, out)
+            if section.get(key) == off:
+                del section[key]
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

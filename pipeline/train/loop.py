@@ -47,9 +47,11 @@ from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state
 from pipeline.train.config import TrainConfig
 from pipeline.train.ema import ema_decay_at, make_ema, update_ema
 from pipeline.train.live import TrainLog
-from pipeline.train.pool import PairPool
+from pipeline.train.optim import build_optimizer
+from pipeline.train.pool import PairPool, rank_image_pool
 from pipeline.train.progressive import Growth
-from pipeline.train.steps import Criteria, Targets, d_step, g_step, lr_at, make_targets, set_lr
+from pipeline.train.steps import (Criteria, Targets, d_step, g_step, has_spectral_norm, lr_at, make_targets,
+                                  set_lr)
 from pipeline.train.validate import upscale_batches
 
 
@@ -91,6 +93,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         pool = PairPool(cfg.pair_pool_size)
         start, nonfinite, skipped, loader_state = _resume(ckpt, net_g, net_g_ema, net_d, opt_g, opt_d, pool, rank=rank,
                                                           device=device, seed=base_seed + rank, say=say, tag=tag)
+        fake_pool = rank_image_pool(cfg.fake_pool_size, ckpt, seed=base_seed, rank=rank, device=device)
         del ckpt
         model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
 
@@ -113,15 +116,14 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
 
             # G update (WGAN critics: only every d_steps-th step), D update, EMA; a non-finite loss skips all
             if net_d is None or step % cfg.d_steps == 0:
-                # G's loss runs D uncompiled (net_d, not model_d): g_step freezes D's parameters and feeds it an
-                # input that requires grad; a compiled D guards on both and would compile a second graph for it.
+                # G's loss runs the plain D (net_d): g_step freezes it, which would recompile a compiled one
                 g = g_step(model_g, net_d, opt_g, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp)
                 ok, sr, losses = (True, g.sr, dict(g.losses)) if g is not None else (False, None, {})
             else:  # D's fakes from the current G, which is not updated
                 ok, sr, losses = True, _generate(net_g, t.lr, autocast), {}
             if ok and model_d is not None:
                 d = d_step(model_d, opt_d, sr, t, crit, autocast=autocast, grad_clip=cfg.grad_clip, ddp=ddp,
-                           world_size=world_size)
+                           world_size=world_size, fake_pool=fake_pool)
                 ok = d is not None
                 losses.update(d or {})
             if ok:
@@ -140,7 +142,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
                 if log.val and cfg.val_every and done % cfg.val_every == 0:
                     log.validate(done)
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                ranks = gather_ranks(pool, ddp=ddp, world_size=world_size)  # every rank's RNG and pool
+                ranks = gather_ranks(pool, ddp=ddp, world_size=world_size, fake_pool=fake_pool)  # RNGs, pools
                 if master:
                     save_checkpoint(ckpt_dir, done, training_state(
                         net_g=net_g, net_g_ema=net_g_ema, net_d=net_d, opt_g=opt_g, opt_d=opt_d,
@@ -282,7 +284,8 @@ def _build_nets(cfg: TrainConfig, scale: int, device: torch.device, memory_forma
         net_d = build_discriminator(cfg.discriminator.name, **cfg.discriminator.opts)
         net_d.to(device, memory_format=memory_format).train()
     opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr_d, betas=cfg.betas) if net_d is not None else None
+    opt_d = build_optimizer(net_d.parameters(), cfg.optim_d.name, lr=cfg.lr_d, betas=cfg.betas,
+                            alpha=cfg.optim_d.alpha) if net_d is not None else None
     return net_g, net_g_ema, net_d, opt_g, opt_d
 
 
@@ -311,7 +314,8 @@ def _criteria(cfg: TrainConfig, device: torch.device, memory_format: torch.memor
     if cfg.perceptual.weight > 0 or cfg.perceptual.style_weight > 0:
         perceptual = PerceptualLoss(dict(cfg.perceptual.layer_weights), weights=cfg.perceptual.weights or None,
                                     perceptual_weight=cfg.perceptual.weight, style_weight=cfg.perceptual.style_weight,
-                                    criterion=cfg.perceptual.criterion).to(device, memory_format=memory_format)
+                                    criterion=cfg.perceptual.criterion, sha256=cfg.perceptual.sha256 or None,
+                                    ).to(device, memory_format=memory_format)
     return Criteria(pixel=build_pixel_loss(cfg.pixel_loss.kind) if cfg.pixel_loss.weight > 0 else None,
                     pixel_weight=cfg.pixel_loss.weight, perceptual=perceptual, gan_kind=cfg.gan.kind,
                     gan_weight=cfg.gan.weight, label_smoothing=cfg.gan.label_smoothing,
@@ -349,13 +353,14 @@ def _resume(ckpt: dict[str, Any] | None, net_g: nn.Module, net_g_ema: nn.Module,
 def _compile_and_wrap(net_g: nn.Module, net_d: nn.Module | None, *, compile: bool, ddp: bool,
                       device: torch.device) -> tuple[nn.Module, nn.Module | None]:
     """(model_g, model_d): the nets `torch.compile`d when `compile`, G in DDP under torchrun. D is not in
-    DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads).
-    A progressive G leaves the layers of its other stages without gradients: DDP is told to expect that."""
+    DDP: it runs several forwards per step and a double backward for wgan-gp (steps.all_reduce_grads). A D with
+    spectral norm stays uncompiled (`steps.has_spectral_norm`; README "Known limits"). A progressive G leaves
+    the layers of its other stages without gradients: DDP is told to expect that."""
     model_g = torch.compile(net_g) if compile else net_g
     if ddp:
         model_g = DDP(model_g, device_ids=[device.index] if device.type == "cuda" else None,
                       find_unused_parameters=isinstance(net_g, ProgressiveRRDBNet))
-    model_d = torch.compile(net_d) if compile and net_d is not None else net_d
+    model_d = torch.compile(net_d) if compile and net_d is not None and not has_spectral_norm(net_d) else net_d
     return model_g, model_d
 
 

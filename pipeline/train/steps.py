@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from pipeline.losses import clip_weights, d_loss, g_loss, gradient_penalty
 from pipeline.train.usm import usm_sharp
@@ -80,6 +81,14 @@ class Criteria:
     label_smoothing: float
     gp_weight: float
     clip: float
+
+
+def has_spectral_norm(net: nn.Module) -> bool:
+    """True if a module of `net` carries torch.nn.utils.spectral_norm's hook. Such a D is not compiled:
+    its power iteration updates `weight_u` in place at each forward, and inductor's code for D's second
+    forward of a step (fakes after reals) overwrites a `u` the first forward's backward saved ("one of the
+    variables needed for gradient computation has been modified by an inplace operation"; torch 2.14)."""
+    return any(isinstance(hook, SpectralNorm) for m in net.modules() for hook in m._forward_pre_hooks.values())
 
 
 def d_input(img: Tensor, lr_up: Tensor | None) -> Tensor:
@@ -150,20 +159,25 @@ def g_step(net_g: nn.Module, net_d: nn.Module | None, opt_g: torch.optim.Optimiz
 
 
 def d_step(net_d: nn.Module, opt_d: torch.optim.Optimizer, sr: Tensor, t: Targets, crit: Criteria, *,
-           autocast: Autocast, grad_clip: float, ddp: bool, world_size: int) -> dict[str, Tensor] | None:
-    """One discriminator (critic) update: real = t.real, fake = sr (detached).
+           autocast: Autocast, grad_clip: float, ddp: bool, world_size: int,
+           fake_pool: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor] | None:
+    """One discriminator (critic) update: real = t.real, fake = sr (detached), through `fake_pool` (an
+    `ImagePool` of D's inputs, the condition included for a conditional D) when given.
 
     Returns detached d_loss, d_real and d_fake (mean logits), or None if the loss is not finite.
     wgan-gp adds the gradient penalty (computed in float32); wgan clips the weights after the step.
     """
     net_d.requires_grad_(True)
     real, fake = d_input(t.real, t.lr_up), d_input(sr.detach(), t.lr_up)
+    if fake_pool is not None:
+        fake = fake_pool(fake)
     with autocast():
         real_logits = net_d(real).float()
         fake_logits = net_d(fake).float()
         loss = d_loss(crit.gan_kind, real_logits, fake_logits, crit.label_smoothing)
-    if crit.gan_kind == "wgan-gp":
-        loss = loss + gradient_penalty(net_d, real.float(), fake.float(), weight=crit.gp_weight)
+    if crit.gan_kind == "wgan-gp":  # through the plain D: a compiled one has no double backward (aot_autograd)
+        plain_d = getattr(net_d, "_orig_mod", net_d)
+        loss = loss + gradient_penalty(plain_d, real.float(), fake.float(), weight=crit.gp_weight)
     opt_d.zero_grad(set_to_none=True)
     if not all_finite(loss, ddp):
         return None
