@@ -26,15 +26,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="compute every sample, reusing none of the set already at paths.lr")
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "degrade"))
-    from pipeline.degrade.run import degrade_set
-    from pipeline.io.atomic import atomic_dir
+    from pipeline.degrade.run import degrade_in_place
     from pipeline.parallel import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: reuse freed arrays instead of faulting in new ones
     # atomic: written to a temporary sibling of paths.lr and renamed into place when complete
-    with atomic_dir(cfg.paths.lr) as tmp:
-        stats = degrade_set(cfg.paths.hr, tmp, cfg.degrade, seed=cfg.seed, scale=cfg.scale,
-                            previous=None if args.from_scratch else cfg.paths.lr)
+    stats = degrade_in_place(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale,
+                             reuse=not args.from_scratch)
     engine = ", ray" if cfg.degrade.engine == "ray" else ""
     print(f"degrade: {stats['samples']} LR samples ({cfg.degrade.preset}, {stats['backend']}{engine}) in "
           f"{stats['shards']} shards -> {cfg.paths.lr}; {stats['skipped']} skipped (see {cfg.paths.lr}/skipped.csv); "

@@ -1,6 +1,6 @@
-"""`degrade.engine: ray`: the local engine's bytes (every file of the set, the reuse manifest
-included), incremental carry-over on the driver, a Ray worker killed mid-run survived, the stage
-through RAY_ADDRESS. One local Ray (2 CPUs) for the module; skipped where ray is not installed."""
+"""`degrade.engine: ray` and `ingest.engine: ray`: the local engine's bytes (every file of the set,
+the reuse manifest included), incremental carry-over on the driver, a Ray worker killed mid-run
+survived, the stage through RAY_ADDRESS. One local Ray (2 CPUs) for the module; skipped where ray is not installed."""
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 from test_degrade_stage import _tiles, _write_hr_set
+from test_ingest import _photo, _save
 
+from pipeline.config import IngestConfig
 from pipeline.degrade import DegradeConfig
 from pipeline.degrade.run import degrade_set
 from pipeline.params import build
 
 ray = pytest.importorskip("ray")
-from pipeline.degrade.ray_engine import init_kwargs  # noqa: E402
+from pipeline.ingest import ingest  # noqa: E402
+from pipeline.ray_pool import init_kwargs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"variants": 2, "backend": "reference", "workers": 2, "batch_size": 3, "examples": 3, "shard_bytes": 40_000}
@@ -138,3 +141,18 @@ def test_the_stage_connects_through_ray_address(ray_session, hr_set, local_set, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "degrade: 18 LR samples (realesrgan-x4plus, reference, ray) in " in proc.stdout
     assert _hashes(tmp_path / "lr") == _hashes(local_set)
+
+
+def test_ingest_on_ray_writes_the_local_bytes(ray_session, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        _save(_photo(i, 200 + 8 * i, 260), photos / f"p{i}.png", "PNG")
+    (photos / "broken.png").write_bytes(b"not a png")
+    hashes = []
+    for engine in ("local", "ray"):
+        cfg = build(IngestConfig, {"min_side": 100, "crop": 96, "step": 64, "workers": 1, "engine": engine}, "ingest")
+        stats = ingest([str(photos)], tmp_path / engine, cfg, seed=0, scale=4)
+        assert (stats.accepted, stats.rejected) == (4, 1)
+        hashes.append(_hashes(tmp_path / engine))
+    assert hashes[0] == hashes[1]

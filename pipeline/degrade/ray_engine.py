@@ -1,7 +1,7 @@
 """The Ray engine (`degrade.engine: ray`): the degrade stage's jobs as tasks on a Ray cluster, the
 results written by this process exactly as the local engine writes its own.
 
-    with ray_engine(cfg) as engine:                 # ray.init(address=RAY_ADDRESS): a local Ray when unset
+    with ray_engine(cfg) as engine:                 # RAY_ADDRESS, or a local Ray (`ray_pool.ray_session`)
         ctx, jobs = plan_set(inp, cfg, seed=0, scale=4, gpu=engine.gpu)
         results = engine.run(ctx, jobs)             # Iterator[Result], in job order
 
@@ -27,61 +27,34 @@ process's (the reuse manifest's fingerprint is computed here): a node with anoth
 other bytes, and the stage says so instead.
 
 The nodes must read the HR set at the path this process reads it (a shared filesystem, as for DVC
-on shared storage). This process never imports DALI before the workers start (Ray's workers are
-started by its raylet, never forked from here).
+on shared storage). The session is opened before anything else, and Ray's workers are started by its
+raylet, never forked from this process: the fork-after-DALI hang cannot happen (this process may
+import DALI later, for its version in the fingerprint; it never builds a graph).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
-import os
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pipeline.ray_pool import RETRY_EXCEPTIONS, in_order, ray_session
+
 from .config import DegradeConfig
+from .incremental import library_versions
 from .samples import Result, degrade_batch, degrade_task
 from .schedule import GPU_CORES_PER_PROCESS, dali_device, tasks
 from .sources import Context, Job, for_workers
 
-RETRY_EXCEPTIONS = (OSError,)  # the only task errors worth running again; a lost worker always is
-LOCAL_CPUS = 2                 # CPUs of a local Ray started with `degrade.workers: 0`
-
-
-def init_kwargs(env: Mapping[str, str], workers: int) -> dict[str, Any]:
-    """`ray.init` arguments: the cluster at RAY_ADDRESS (the stage's `pipeline` package shipped to it,
-    so the nodes run the code the fingerprint names), else a new local Ray with `workers` CPUs (or
-    LOCAL_CPUS), no dashboard. Worker logs stay in Ray's session folder, not on this process's stderr."""
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    address = env.get("RAY_ADDRESS")
-    if address:
-        package = str(Path(__file__).resolve().parents[1])
-        return {"address": address, "runtime_env": {"py_modules": [package]}, **quiet}
-    return {"address": "local", "num_cpus": workers or LOCAL_CPUS, **quiet}
-
 
 @contextlib.contextmanager
 def ray_engine(cfg: DegradeConfig) -> Iterator[RayEngine]:
-    """A connected `RayEngine`; Ray shut down on exit when this started or joined it (an already
-    initialised Ray, a test's or a notebook's, is used and left running).
-    Raises ImportError (what to install) when ray is missing."""
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("degrade.engine: ray needs the ray package: pip install 'realsynth[ray]' "
-                          "(make setup installs it)") from None
-    ours = not ray.is_initialized()
-    if ours:
-        ray.init(**init_kwargs(os.environ, cfg.workers))
-    try:
+    """A `RayEngine` on the session `ray_pool.ray_session` opens (RAY_ADDRESS, or a local Ray with
+    `degrade.workers` CPUs), closed on exit when this opened it."""
+    with ray_session(cfg.workers) as ray:
         resources = ray.cluster_resources()
         yield RayEngine(cfg, cpus=int(resources.get("CPU", 0)), gpus=int(resources.get("GPU", 0)))
-    finally:
-        if ours:
-            ray.shutdown()
 
 
 @dataclass
@@ -98,9 +71,10 @@ class RayEngine:
         return self.gpus > 0
 
     def run(self, ctx: Context, jobs: list[Job]) -> Iterator[Result]:
-        """Results of `jobs` in job order (skipped ones included); nothing submitted when no jobs."""
+        """Results of `jobs` in job order (skipped ones included); nothing submitted when no jobs.
+        A generator: the tasks go out as `write_set` takes the results."""
         if not jobs:
-            return iter(())
+            return
         import ray
         todo = tasks(jobs, self.cfg.batch_size)
         shared = ray.put(for_workers(ctx))
@@ -111,7 +85,9 @@ class RayEngine:
         else:
             actors = self._actors(ctx, shared)
             submit, slots = (lambda i, task: actors[i % len(actors)].run.remote(task)), 2 * len(actors)
-        return self._ordered(ctx, todo, submit, window=2 * slots)
+        mine = library_versions(ctx.backend)
+        for theirs, results in in_order((submit(i, task) for i, task in enumerate(todo)), 2 * slots):
+            yield from self._checked(mine, theirs, results)
 
     def _actors(self, ctx: Context, shared: Any) -> list[Any]:
         """One `DaliWorker` per GPU (dali-gpu) or per GPU_CORES_PER_PROCESS CPUs (dali-cpu)."""
@@ -122,19 +98,6 @@ class RayEngine:
         cls = ray.remote(DaliWorker).options(num_gpus=1 if gpu else 0, num_cpus=1 if gpu else threads,
                                              max_restarts=self.cfg.retries, max_task_retries=self.cfg.retries)
         return [cls.remote(shared, self.cfg.batch_size, dali_device(ctx.backend), threads) for _ in range(count)]
-
-    def _ordered(self, ctx: Context, todo: list[list[Job]], submit: Callable[[int, list[Job]], Any], *,
-                 window: int) -> Iterator[Result]:
-        import ray
-        from .incremental import library_versions
-        mine = library_versions(ctx.backend)
-        pending: deque = deque()
-        for i, task in enumerate(todo):
-            pending.append(submit(i, task))
-            if len(pending) >= window:
-                yield from self._checked(mine, *ray.get(pending.popleft()))
-        while pending:
-            yield from self._checked(mine, *ray.get(pending.popleft()))
 
     def _checked(self, mine: dict[str, Any], theirs: dict[str, Any], results: list[Result]) -> list[Result]:
         """`results`, once the worker's library versions are this process's (the GPUs: the first
@@ -151,7 +114,6 @@ class RayEngine:
 
 @functools.lru_cache(maxsize=None)
 def _versions(backend: str) -> dict[str, Any]:
-    from .incremental import library_versions
     return library_versions(backend)
 
 

@@ -60,6 +60,16 @@ def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: i
     return {**stats, "reused": len(reuse.carried), "reuse": reuse.why}
 
 
+def degrade_in_place(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: int, reuse: bool = True,
+                     progress: bool = True) -> dict[str, Any]:
+    """The stage's path: `degrade_set` into a temporary sibling of `out` that replaces it when complete
+    (`atomic_dir`: a failed run leaves the previous set), reusing that previous set when `reuse`."""
+    from pipeline.io.atomic import atomic_dir
+    with atomic_dir(out) as tmp:
+        return degrade_set(inp, tmp, cfg, seed=seed, scale=scale, progress=progress,
+                           previous=Path(out) if reuse else None)
+
+
 class _LocalEngine:
     """`degrade.engine: local`: this machine's worker processes or DALI graphs (`schedule`)."""
     gpu = None  # the backend follows this machine's GPUs
