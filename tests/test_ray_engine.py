@@ -156,3 +156,14 @@ def test_ingest_on_ray_writes_the_local_bytes(ray_session, tmp_path):
         assert (stats.accepted, stats.rejected) == (4, 1)
         hashes.append(_hashes(tmp_path / engine))
     assert hashes[0] == hashes[1]
+
+
+@pytest.mark.slow
+def test_dali_cpu_actors_write_the_local_dali_bytes(ray_session, hr_set, tmp_path):
+    """The actor path (`DaliWorker`, one DALI graph per actor) in DALI's CPU mode: the cluster has no
+    GPU, so `backend: dali` resolves to dali-cpu there as here. Last in the module: DALI starts here."""
+    ray_stats = degrade_set(hr_set, tmp_path / "ray", _cfg(engine="ray", backend="dali"), seed=3, scale=4,
+                            progress=False)
+    local_stats = degrade_set(hr_set, tmp_path / "local", _cfg(backend="dali"), seed=3, scale=4, progress=False)
+    assert ray_stats["backend"] == local_stats["backend"] == "dali-cpu"
+    assert _hashes(tmp_path / "ray") == _hashes(tmp_path / "local")
