@@ -4,7 +4,7 @@
 
 For each size N, a throwaway DVC project of this repo's code (git + dvc init) whose dvc.yaml holds
 the repo's own `degrade` and `shard` stages (deps, params, outs as in dvc.yaml; the cmd wrapped by a
-few lines that record the stage process's peak RSS and its worker processes' largest), fed by:
+few lines that record the stage process's peak RSS and, polled every 0.2 s, its largest worker's), fed by:
   data/hr   N synthetic 32 px HR tiles (a gradient, a sinusoid and noise per tile, so PNGs are not
             trivial), written as one HR shard set through `write_shard_set`, `dvc add`ed; 8 tiles a
             "photo", every 10th photo in val;
@@ -46,10 +46,23 @@ PRESET = {"name": "scale-bench", "scale": 4, "steps": [
     BLUR, {"name": "resize_final", "op": "resize_lr", "interps": ["area", "bilinear", "bicubic"]},
     {"name": "jpeg_final", "op": "jpeg", "quality_range": [30, 95]}]}
 # runs a stage module in this process and records its peak RSS and its children's (the workers')
-RSS = """import json, resource, runpy, sys, time
+RSS = """import json, resource, runpy, sys, threading, time
+import psutil
+
+def poll(peak, stop):  # the largest RSS any worker process reaches (RUSAGE_CHILDREN will not do: on Linux
+    me = psutil.Process()  # a child's maxrss starts at its parent's RSS when it forks, before its exec)
+    while not stop.wait(0.2):
+        for child in me.children(recursive=True):
+            try:
+                peak[0] = max(peak[0], child.memory_info().rss)
+            except psutil.Error:
+                pass
+
 if __name__ == "__main__":  # not again in the stage's spawned workers, which import this file as their main
     module, out = sys.argv[1], sys.argv[2]
     sys.argv = [module]
+    peak, stop = [0], threading.Event()
+    threading.Thread(target=poll, args=(peak, stop), daemon=True).start()
     start = time.perf_counter()
     try:
         runpy.run_module(module, run_name="__main__")
@@ -57,8 +70,8 @@ if __name__ == "__main__":  # not again in the stage's spawned workers, which im
         if err.code:
             raise
     finally:
-        kb = lambda who: resource.getrusage(who).ru_maxrss
-        json.dump({"self_mb": kb(resource.RUSAGE_SELF) / 1024, "workers_mb": kb(resource.RUSAGE_CHILDREN) / 1024,
+        stop.set()
+        json.dump({"self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "workers_mb": peak[0] / 2**20,
                    "seconds": time.perf_counter() - start}, open(out, "w"))
 """
 
