@@ -76,6 +76,8 @@ class IngestConfig(Model):
     val_fraction: Float = Field(0.2, ge=0.0, lt=1.0)  # share of source photos held out for validation
     shard_bytes: Int = Field(256 << 20, ge=1)  # target tar shard size
     workers: Int = Field(0, ge=0)           # decode/tile processes (0 = all cores)
+    engine: Literal["local", "ray"] = "local"  # ray: one task per photo on the Ray cluster at RAY_ADDRESS
+    retries: Int = Field(3, ge=0)           # ray: runs of a task again after its worker dies or it raises OSError
 
 
 class ShardConfig(Model):

@@ -79,11 +79,11 @@ def worker_pool(workers: int = 0, initializer: Callable[..., None] | None = None
     if n == 1:
         if initializer is not None:
             initializer(*initargs)
-        yield lambda fn, items, desc="": _progress(map(fn, items), items, desc)
+        yield lambda fn, items, desc="": with_progress(map(fn, items), items, desc)
         return
     with mp.get_context("spawn").Pool(n, initializer=_start_worker,
                                          initargs=(initializer, initargs, reuse_memory)) as pool:
-        yield lambda fn, items, desc="": _progress(pool.imap(fn, items, chunksize=1), items, desc)
+        yield lambda fn, items, desc="": with_progress(pool.imap(fn, items, chunksize=1), items, desc)
 
 
 def ordered_map(fn: Callable[[A], R], items: Iterable[A], *, workers: int = 0, desc: str = "") -> Iterator[R]:
@@ -93,7 +93,7 @@ def ordered_map(fn: Callable[[A], R], items: Iterable[A], *, workers: int = 0, d
         yield from pmap(fn, items, desc=desc)
 
 
-def _progress(results: Iterator[R], items: Any, desc: str) -> Iterator[R]:
+def with_progress(results: Iterator[R], items: Any, desc: str) -> Iterator[R]:
     total = len(items) if hasattr(items, "__len__") else None
     with tqdm(results, total=total, desc=desc, unit="it", disable=not desc, leave=False, dynamic_ncols=True) as bar:
         yield from bar

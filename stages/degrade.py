@@ -2,8 +2,8 @@
 
 The LR shard set (`lr-*.tar`: `<key>.lr.png`, `<key>.json` with the full recipe) with an index row per
 sample (hr_key, variant, backend, split and every recipe scalar), skipped.csv, report.md.
-Under `torchrun` (one or more nodes sharing the filesystem) the ranks split the jobs and rank 0
-merges their parts into the same bytes a single process writes (pipeline/degrade/ranks.py).
+`degrade.engine: ray` runs the jobs as tasks on the Ray cluster at RAY_ADDRESS (a local Ray when
+unset) and writes the same bytes (pipeline/degrade/ray_engine.py).
 
 Incremental: the samples the set already at `paths.lr` holds with the same HR bytes, params and code
 are copied from it, the rest computed; the set written is the one a run from scratch writes
@@ -26,17 +26,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="compute every sample, reusing none of the set already at paths.lr")
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "degrade"))
-    from pipeline.degrade.ranks import degrade_ranks
+    from pipeline.degrade.run import degrade_in_place
     from pipeline.parallel import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: reuse freed arrays instead of faulting in new ones
     # atomic: written to a temporary sibling of paths.lr and renamed into place when complete
-    stats = degrade_ranks(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale,
-                          reuse=not args.from_scratch)
-    if stats is None:
-        return  # a rank other than 0: rank 0 wrote the set and reports it
-    ranks = f", {stats['ranks']} ranks" if "ranks" in stats else ""
-    print(f"degrade: {stats['samples']} LR samples ({cfg.degrade.preset}, {stats['backend']}{ranks}) in "
+    stats = degrade_in_place(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale,
+                             reuse=not args.from_scratch)
+    engine = ", ray" if cfg.degrade.engine == "ray" else ""
+    print(f"degrade: {stats['samples']} LR samples ({cfg.degrade.preset}, {stats['backend']}{engine}) in "
           f"{stats['shards']} shards -> {cfg.paths.lr}; {stats['skipped']} skipped (see {cfg.paths.lr}/skipped.csv); "
           f"{stats['reused']} reused from the previous set ({stats['reuse']})")
 

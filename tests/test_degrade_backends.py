@@ -24,6 +24,7 @@ import pytest
 
 from pipeline.degrade import DegradeConfig, TooSmallError, apply_recipe, sample_recipe
 from pipeline.degrade import fast, spec
+from pipeline.degrade.dali_backend import cuda_device_count, gpu_device_id
 from pipeline.degrade.kernels import gaussian_kernel, pulse_kernel, sinc_kernel
 from pipeline.degrade.recipe import Blur, Camera, Jpeg, Noise, Recipe, Resize, Usm
 from pipeline.params import build
@@ -403,3 +404,23 @@ def test_dali_gpu_matches_cpu(photo):
         # GPU JPEG is DALI's own codec path, Poisson noise is statistical: compare loosely
         print(f"dali gpu vs cpu, full recipe: mean {np.abs(a.astype(int) - b).mean():.3f}")  # shown with -s
         assert np.abs(a.astype(int) - b).mean() <= 6
+
+
+# ---- which GPU a graph runs on -------------------------------------------------------------------
+
+@pytest.mark.parametrize("local_rank,gpus,device", [(None, 8, 0), ("0", 8, 0), ("3", 8, 3), ("9", 8, 1),
+                                                    ("2", 1, 0), ("5", 0, 0)])
+def test_each_local_rank_gets_its_own_gpu(local_rank, gpus, device):
+    env = {} if local_rank is None else {"LOCAL_RANK": local_rank}
+    assert gpu_device_id(env, gpus) == device
+
+
+def test_a_malformed_local_rank_is_named():
+    with pytest.raises(ValueError, match="LOCAL_RANK must be a non-negative integer, got 'x'"):
+        gpu_device_id({"LOCAL_RANK": "x"}, 2)
+
+
+@pytest.mark.parametrize("visible", ["", " ", "-1"])
+def test_cuda_visible_devices_can_hide_every_gpu(monkeypatch, visible):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert cuda_device_count() == 0

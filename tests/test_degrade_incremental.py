@@ -16,7 +16,7 @@ from test_degrade_stage import _tiles, _write_hr_set, cfg_of
 
 from pipeline.degrade import incremental, run
 from pipeline.degrade.incremental import MANIFEST, REUSE_DIR, code_digest
-from pipeline.degrade.ranks import degrade_ranks
+from pipeline.degrade.run import degrade_in_place
 from pipeline.degrade.sources import output_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,16 +165,16 @@ def test_folder_input_carries_its_hr_png_and_sees_a_changed_file(runs, tiles):
     runs.check_equal_to_from_scratch("new")
 
 
-def test_in_place_through_degrade_ranks(runs, tiles):
+def test_in_place_as_the_stage_runs(runs, tiles):
     """The stage's path: the previous set is `out` itself, replaced atomically by the new one."""
     runs.hr_set(tiles[:7])
     cfg = cfg_of(**BASE)
     out = runs.root / "lr"
-    degrade_ranks(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=True)
+    degrade_in_place(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=True)
     runs.hr_set(tiles)
-    stats = degrade_ranks(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=True)
+    stats = degrade_in_place(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=True)
     assert stats["reused"] == 14
-    assert degrade_ranks(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=False)["reused"] == 0
+    assert degrade_in_place(runs.hr, out, cfg, seed=11, scale=4, progress=False, reuse=False)["reused"] == 0
     runs.degrade("lr_scratch")
     assert _tree(out) == _tree(runs.root / "lr_scratch")
     assert sorted(p.name for p in runs.root.iterdir()) == ["hr", "lr", "lr_scratch"]  # no temporaries left

@@ -38,6 +38,8 @@ class DegradeConfig(Model):
     workers: Int = Field(0, ge=0)         # reference-backend processes (0 = all cores)
     shard_bytes: Int = Field(256 << 20, ge=1)  # target tar shard size
     examples: Int = Field(8, ge=0)        # HR/LR pairs on the report's contact sheet
+    engine: Literal["local", "ray"] = "local"  # ray: tasks on the Ray cluster at RAY_ADDRESS (`ray_engine.py`)
+    retries: Int = Field(3, ge=0)         # ray: runs of a task again after its worker dies or it raises OSError
     steps: dict[Str, Any] = {}            # the step overrides (params.yaml writes them as keys of degrade:)
 
     @model_validator(mode="before")

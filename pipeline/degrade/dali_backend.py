@@ -88,8 +88,8 @@ def cuda_visible() -> bool:
 
 def gpu_device_id(env: Mapping[str, str] = os.environ, count: int | None = None) -> int:
     """The GPU a graph runs on: torchrun's LOCAL_RANK modulo the `count` visible devices (asked
-    when None), so `torchrun --nproc_per_node=N -m stages.degrade` spreads its ranks over the
-    machine's GPUs instead of stacking them on the first; 0 outside torchrun.
+    when None), so the DDP ranks of a training run that degrades online spread over the machine's
+    GPUs instead of stacking them on the first; 0 outside torchrun (a Ray actor sees only its own GPU).
 
     Raises ValueError when LOCAL_RANK is not a non-negative integer."""
     local = env.get("LOCAL_RANK", "0")

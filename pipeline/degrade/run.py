@@ -6,10 +6,12 @@ images, one sample replayed.
 `degrade_set` is plan → run → write: `sources.plan_set` lists the jobs, `incremental.plan_reuse`
 finds those a previous set already holds, `schedule.degrade_jobs` runs the others (worker processes or
 DALI graphs), `write.write_set` writes every result in job order (`incremental.merge_results`).
-`ranks.py` calls the same on a slice of the jobs per rank; so can another engine.
+`degrade.engine` picks who runs the jobs: this machine (`schedule`) or a Ray cluster (`ray_engine`);
+the writing is the same either way.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -49,12 +51,42 @@ def degrade_set(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: i
     Raises FileNotFoundError / ValueError on a bad input, ParamsError on a bad scale.
     """
     start = time.perf_counter()
-    ctx, jobs = plan_set(inp, cfg, seed=seed, scale=scale)
-    reuse = plan_reuse(previous, ctx, jobs)
-    fresh = degrade_jobs(ctx, reuse.todo, batch_size=cfg.batch_size, workers=resolve_workers(cfg.workers))
-    stats = write_set(out, ctx, cfg, merge_results(ctx, jobs, reuse, fresh), len(jobs), start=start,
-                      progress=progress)
+    with _engine(cfg) as engine:
+        ctx, jobs = plan_set(inp, cfg, seed=seed, scale=scale, gpu=engine.gpu)
+        reuse = plan_reuse(previous, ctx, jobs)
+        fresh = engine.run(ctx, reuse.todo)
+        stats = write_set(out, ctx, cfg, merge_results(ctx, jobs, reuse, fresh), len(jobs), start=start,
+                          progress=progress)
     return {**stats, "reused": len(reuse.carried), "reuse": reuse.why}
+
+
+def degrade_in_place(inp: Path, out: Path, cfg: DegradeConfig, *, seed: int, scale: int, reuse: bool = True,
+                     progress: bool = True) -> dict[str, Any]:
+    """The stage's path: `degrade_set` into a temporary sibling of `out` that replaces it when complete
+    (`atomic_dir`: a failed run leaves the previous set), reusing that previous set when `reuse`."""
+    from pipeline.io.atomic import atomic_dir
+    with atomic_dir(out) as tmp:
+        return degrade_set(inp, tmp, cfg, seed=seed, scale=scale, progress=progress,
+                           previous=Path(out) if reuse else None)
+
+
+class _LocalEngine:
+    """`degrade.engine: local`: this machine's worker processes or DALI graphs (`schedule`)."""
+    gpu = None  # the backend follows this machine's GPUs
+
+    def __init__(self, cfg: DegradeConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, ctx, jobs):
+        return degrade_jobs(ctx, jobs, batch_size=self.cfg.batch_size, workers=resolve_workers(self.cfg.workers))
+
+
+def _engine(cfg: DegradeConfig) -> contextlib.AbstractContextManager:
+    """The engine `cfg.engine` names, as a context (Ray's session is closed when the set is written)."""
+    if cfg.engine == "ray":
+        from .ray_engine import ray_engine
+        return ray_engine(cfg)
+    return contextlib.nullcontext(_LocalEngine(cfg))
 
 
 def draw_recipes(out: Path, cfg: DegradeConfig, *, n: int, seed: int, scale: int) -> dict[str, Any]:

@@ -4,9 +4,8 @@
 
 Jobs are cut into tasks of consecutive jobs (`tasks`), run in spawned worker processes (reference
 backend) or in batches through DALI graphs. A sample depends only on (HR, seed, key, variant,
-params), so the results do not depend on `workers` or `batch_size`; the multi-rank path
-(`ranks.py`) calls `degrade_jobs` on its slice of the jobs, and another engine can run
-`samples.degrade_task` / `samples.degrade_batch` on `tasks` of its own.
+params), so the results do not depend on `workers` or `batch_size`; the Ray engine
+(`ray_engine.py`) runs `samples.degrade_task` / `samples.degrade_batch` on the same `tasks`.
 """
 from __future__ import annotations
 

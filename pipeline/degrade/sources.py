@@ -4,8 +4,8 @@ what every job shares (`Context`). Every read of an HR or LR set by the degrade 
     ctx, jobs = plan_set(Path("data/hr"), cfg, seed=0, scale=4)
     hr = read_hr(ctx.source, jobs[0])          # (H, W, 3) uint8 RGB
 
-A plan is a pure function of the input listing and the params: every rank of a multi-rank run (or
-any other engine) that plans the same input gets the same jobs in the same order.
+A plan is a pure function of the input listing and the params: any engine that plans the same input
+gets the same jobs in the same order.
 """
 from __future__ import annotations
 
@@ -104,14 +104,15 @@ def open_source(inp: Path) -> Source:
 
 
 
-def resolve_backend(backend: str, preset: Preset) -> str:
+def resolve_backend(backend: str, preset: Preset, gpu: bool | None = None) -> str:
     """`reference`, `dali-cpu` or `dali-gpu` for a configured `auto|dali|reference`; `auto` is the
     reference backend for a preset the DALI graph cannot run (bsrgan, user ops).
+    gpu: whether the GPUs that will run the graphs exist (a Ray cluster's); None: one is visible here.
     Raises ValueError on another backend."""
     from .dali_backend import cuda_visible, graph_problem
     if backend == "reference" or (backend == "auto" and graph_problem(preset)):
         return "reference"
-    gpu = cuda_visible()
+    gpu = cuda_visible() if gpu is None else gpu
     if backend == "auto":
         return "dali-gpu" if gpu else "reference"
     if backend == "dali":
@@ -119,8 +120,10 @@ def resolve_backend(backend: str, preset: Preset) -> str:
     raise ValueError(f"backend must be 'auto', 'dali' or 'reference', got {backend!r}")
 
 
-def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[Context, list[Job]]:
-    """Open `inp`, resolve the backend and list every job (HR key × variant), sorted by output key.
+def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int,
+             gpu: bool | None = None) -> tuple[Context, list[Job]]:
+    """Open `inp`, resolve the backend (`gpu`: see `resolve_backend`) and list every job (HR key ×
+    variant), sorted by output key.
 
     Raises FileNotFoundError / ValueError on a bad input or seed, ParamsError on a bad scale.
     """
@@ -128,7 +131,7 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int) -> tuple[C
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     source = open_source(Path(inp))
-    ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.settings))
+    ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.settings, gpu))
     hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
     jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k),
                        hr_sha256=source.sha256.get(k))

@@ -2,8 +2,8 @@
 
     stats = write_set(out, ctx, cfg, results, len(jobs), start=time.perf_counter())
 
-The bytes depend only on the results and their order, so one process's results and the merged
-parts of several ranks (`ranks.py`) write the same set.
+The bytes depend only on the results and their order, so the local engine's results and a Ray
+cluster's (`ray_engine.py`) write the same set.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ choice does not depend on paths, listing order or worker count. Kept tiles stay 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -90,8 +91,7 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
         by_hash[sha] = label
         photos.append(_Photo(path, label, sha, f"{_stem(path)}-{sha[:10]}"))
 
-    workers = min(resolve_workers(cfg.workers), max(1, len(photos)))
-    with worker_pool(workers) as pmap:
+    with _pool(cfg, len(photos)) as pmap:
         checks = list(pmap(_check_photo, [(p.path, cfg) for p in photos], desc="ingest: validate"))
         accepted = []
         for photo, reason in zip(photos, checks):
@@ -125,6 +125,15 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
                        train_tiles=int((index["split"] == "train").sum()), val_tiles=int((index["split"] == "val").sum()),
                        shards=int(index["shard"].nunique()),
                        capped=tuple(sorted((label, n) for label, n in dropped.items() if n)))
+
+
+def _pool(cfg: IngestConfig, photos: int) -> contextlib.AbstractContextManager:
+    """The ordered map `cfg.engine` names: this machine's processes, or Ray tasks (`ray_pool`: the
+    same results in the same order, so the same bytes)."""
+    if cfg.engine == "ray":
+        from pipeline.ray_pool import ray_pool
+        return ray_pool(cfg.workers, retries=cfg.retries)
+    return worker_pool(min(resolve_workers(cfg.workers), max(1, photos)))
 
 
 def cap_summary(stats: IngestStats, shown: int = 3) -> str:
