@@ -120,6 +120,7 @@ class TrainConfig(Model):
     compile: Bool = False                # torch.compile the training nets
     pair_pool_size: NonNegative = 180          # Real-ESRGAN's training-pair queue, samples; 0 disables
     augment: Bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
+    online: Bool = False                 # degrade HR tiles (paths.hr) in the loader, afresh each epoch (README)
     max_nonfinite: Positive = 20            # stop after this many non-finite steps in a row (each is skipped)
     grad_clip: Float = Field(0.0, ge=0.0)  # max gradient norm of each net; 0 disables
     checkpoint_every: Positive = 5000       # steps between checkpoints (one is always written at the end)
