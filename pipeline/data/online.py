@@ -35,7 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.data.augment import augment_pair, draw_dihedral
 from pipeline.data.dataset import _to_chw, _to_float
-from pipeline.data.loader import BatchStream, LoaderState, stream_over
+from pipeline.data.loader import BatchStream, LoaderState, infinite_batches, stream_over
 from pipeline.data.order import epoch_order, worker_batches
 from pipeline.degrade import Recipe, TooSmallError, sample_recipe
 from pipeline.degrade.geometry import crop_to_scale
@@ -285,3 +285,12 @@ def online_batches(spec: OnlineSpec, *, batch_size: int, workers: int, seed: int
         return stream_over(ds, workers=workers, pin_memory=pin_memory, mp_context=mp_context)
     from pipeline.data.online_dali import DaliStream
     return DaliStream(ds, workers=workers, mp_context=mp_context)
+
+
+def train_stream(train_dir: Path, online: OnlineSpec | None, *, batch_size: int, workers: int, seed: int, rank: int,
+                 world_size: int, state: LoaderState, augment: bool) -> BatchStream:
+    """The training loop's stream: `online_batches` of `online` when given, else the offline pair loader
+    (`infinite_batches`) on `train_dir`."""
+    kw = dict(batch_size=batch_size, workers=workers, seed=seed, rank=rank, world_size=world_size, state=state,
+              augment=augment)
+    return online_batches(online, **kw) if online is not None else infinite_batches(train_dir, **kw)

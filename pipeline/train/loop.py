@@ -35,8 +35,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pipeline.data.loader import LoaderState, infinite_batches, make_loader
-from pipeline.data.online import OnlineSpec, online_batches
+from pipeline.data.loader import LoaderState, make_loader
+from pipeline.data.online import OnlineSpec, train_stream
 from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
 from pipeline.io.atomic import sweep_stale
@@ -63,8 +63,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
     {"step", "start_step", "skipped_steps", "val_psnr_y", "val_psnr_y_bicubic", "generator", "seconds"}.
     Raises FileNotFoundError (no training pairs; gan: no init_from file, naming the stage to run), ValueError
     (phase disagrees with cfg; init weights that do not fit the generator; bf16 without CUDA) and
-    NonFiniteLossError (`cfg.max_nonfinite` non-finite steps in a row). With `cfg.online`, `online` (the
-    HR set, preset and patch geometry) feeds training and `pairs_dir/val` still validates (`data.online`).
+    NonFiniteLossError (`cfg.max_nonfinite` non-finite steps in a row). `online`: see `data.online`.
     """
     t0, tag, out_dir = time.time(), f"train_{phase}", Path(out_dir)
     train_dir, val_dir, init_from = _check_inputs(cfg, phase, Path(pairs_dir), init_from, online)
@@ -95,10 +94,8 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
 
         # -- data (the stream's position is global: the same on every rank), logging (rank 0) ----
-        stream = (online_batches(online, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed, rank=rank,
-                                 world_size=world_size, state=loader_state, augment=cfg.augment) if online else
-                  infinite_batches(train_dir, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
-                                   rank=rank, world_size=world_size, state=loader_state, augment=cfg.augment))
+        stream = train_stream(train_dir, online, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
+                              rank=rank, world_size=world_size, state=loader_state, augment=cfg.augment)
         log = TrainLog(out_dir / "live", resume_step=start, val=_val_batches(val_dir, cfg, base_seed, tag), scale=scale,
                        upscale=partial(upscale_batches, net_g_ema, device=device, autocast=autocast, memory_format=fmt),
                        tag=tag, iterations=cfg.iterations) if master else None
