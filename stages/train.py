@@ -1,4 +1,5 @@
-"""DVC stages `train_net` / `train_gan`: params `train_<phase>` + `paths.pairs` → `paths.models/<phase>/`.
+"""DVC stages `train_net` / `train_gan`: params `train_<phase>` + `paths.pairs` → `paths.models/<phase>/`
+(with `train_<phase>.online`: `paths.hr` degraded in the loader by the `degrade` preset, `paths.pairs` for val).
 
     python -m stages.train --phase net [--params params.yaml]
     torchrun --nproc_per_node=4 -m stages.train --phase gan      # DDP, batch_size per GPU
@@ -36,8 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     init_from = None
     if args.phase == "gan":
         init_from = Path(tcfg.init_from) if tcfg.init_from else cfg.paths.models / "net" / "generator.pth"
+    online = None
+    if tcfg.online:  # the loader degrades paths.hr with the degrade section's preset (README "Online degradation")
+        from pipeline.data.online import online_spec
+        more = load_params(args.params, sections=("degrade", "shard"))
+        online = online_spec(cfg.paths.hr, more.degrade, more.shard, scale=cfg.scale)
     report = train(tcfg, pairs_dir=cfg.paths.pairs, out_dir=out_dir, scale=cfg.scale, seed=cfg.seed,
-                   phase=args.phase, init_from=init_from)
+                   phase=args.phase, init_from=init_from, online=online)
     print(f"{section}: {report['step'] - report['start_step']} steps in {report['seconds']:.0f} s "
           f"(from step {report['start_step']}); val PSNR-Y {report['val_psnr_y']:.2f} dB vs bicubic "
           f"{report['val_psnr_y_bicubic']:.2f} dB; {report['skipped_steps']} skipped steps -> {report['generator']}")

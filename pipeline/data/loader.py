@@ -131,6 +131,14 @@ def infinite_batches(set_dir: str | os.PathLike, *, batch_size: int, workers: in
     state = state or LoaderState()
     ds = PairDataset(set_dir, seed=seed, batch_size=batch_size, rank=rank, world_size=world_size, epoch=state.epoch,
                      skip=state.samples_seen, epochs=None, shuffle=shuffle, augment=augment, on_error=on_error)
+    return stream_over(ds, workers=workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor,
+                       mp_context=mp_context)
+
+
+def stream_over(ds: Any, *, workers: int, pin_memory: bool | None = None, prefetch_factor: int = 2,
+                mp_context: str | None = None) -> BatchStream:
+    """A `BatchStream` over any batch dataset with `PairDataset`'s stream contract (`n`, `batch_size`,
+    `world_size`, `start`; batches with `key` and `skipped`), e.g. `online.OnlineDataset`."""
     return BatchStream(ds, _dataloader(ds, workers, pin_memory, prefetch_factor, mp_context))
 
 
@@ -151,7 +159,7 @@ def _stopping(it: Iterator[Any]) -> Iterator[Any]:
             shutdown()
 
 
-def _dataloader(ds: PairDataset, workers: int, pin_memory: bool | None, prefetch_factor: int,
+def _dataloader(ds: Any, workers: int, pin_memory: bool | None, prefetch_factor: int,
                 mp_context: str | None) -> DataLoader:
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")

@@ -42,7 +42,7 @@ GAN_ONLY = ("discriminator", "perceptual", "gan", "lr_d", "optim_d", "d_steps", 
 WGAN_CRITIC = {"optim_d": {"name": "rmsprop"}, "lr_d": 5e-5}
 # Keys added after checkpoints were written, with their off values: `to_dict` (the checkpoint's config and its
 # hash) leaves a key out while it has this value, so a run started before the key existed still resumes.
-ADDED_KEYS: dict[str, Any] = {"optim_d": {"name": "adam", "alpha": 0.99}, "fake_pool_size": 0,
+ADDED_KEYS: dict[str, Any] = {"optim_d": {"name": "adam", "alpha": 0.99}, "fake_pool_size": 0, "online": False,
                               "perceptual.sha256": ""}
 
 Weight = Annotated[Float, Field(ge=0.0)]  # a loss factor; 0 disables
@@ -151,6 +151,7 @@ class TrainConfig(Model):
     pair_pool_size: NonNegative = 180          # Real-ESRGAN's training-pair queue, samples; 0 disables
     fake_pool_size: NonNegative = 0            # past fakes D also sees (SimGAN, CycleGAN: 50), per process; 0 disables
     augment: Bool = True                 # paired flips and 90° rotations (the 8 symmetries of the square)
+    online: Bool = False                 # degrade HR tiles (paths.hr) in the loader, afresh each epoch (README)
     max_nonfinite: Positive = 20            # stop after this many non-finite steps in a row (each is skipped)
     grad_clip: Float = Field(0.0, ge=0.0)  # max gradient norm of each net; 0 disables
     checkpoint_every: Positive = 5000       # steps between checkpoints (one is always written at the end)

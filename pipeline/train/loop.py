@@ -35,7 +35,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pipeline.data.loader import LoaderState, infinite_batches, make_loader
+from pipeline.data.loader import LoaderState, make_loader
+from pipeline.data.online import OnlineSpec, train_stream
 from pipeline.losses import PerceptualLoss, build_pixel_loss
 from pipeline.models import build_discriminator, build_generator
 from pipeline.models.prosr import ProgressiveRRDBNet, without_heads
@@ -60,16 +61,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed: int, phase: str,
-          init_from: Path | None = None) -> dict[str, Any]:
+          init_from: Path | None = None, online: OnlineSpec | None = None) -> dict[str, Any]:
     """Train one phase ('net': pixel loss only; 'gan': + perceptual + adversarial) and export the generator;
     resume from `out_dir/ckpt` when the stored config hash matches (else start fresh, saying why). Returns
     {"step", "start_step", "skipped_steps", "val_psnr_y", "val_psnr_y_bicubic", "generator", "seconds"}.
     Raises FileNotFoundError (no training pairs; gan: no init_from file, naming the stage to run), ValueError
     (phase disagrees with cfg; init weights that do not fit the generator; bf16 without CUDA) and
-    NonFiniteLossError (`cfg.max_nonfinite` non-finite steps in a row).
+    NonFiniteLossError (`cfg.max_nonfinite` non-finite steps in a row). `online`: see `data.online`.
     """
     t0, tag, out_dir = time.time(), f"train_{phase}", Path(out_dir)
-    train_dir, val_dir, init_from = _check_inputs(cfg, phase, Path(pairs_dir), init_from)
+    train_dir, val_dir, init_from = _check_inputs(cfg, phase, Path(pairs_dir), init_from, online)
     ckpt_dir, export = out_dir / "ckpt", out_dir / "generator.pth"
     with distributed(cfg.device) as (ddp, rank, world_size, device):
         master, say = rank == 0, (print if rank == 0 else _silent)  # rank 0 logs, validates, checkpoints, exports
@@ -80,7 +81,8 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         # -- resume or start fresh: the stored config hash decides ------------------------------
         config = cfg.to_dict()
         run = run_identity(config, scale=scale, seed=seed, world_size=world_size,
-                           train_index=train_dir / INDEX, init_from=init_from)
+                           train_index=online.index if online else train_dir / INDEX, init_from=init_from)
+        run.update({"online": online.identity()} if online else {})
         ckpt = _matching_checkpoint(ckpt_dir, run, cfg.iterations, ddp=ddp, master=master, say=say, tag=tag)
 
         # -- nets and optimizers (built from the base seed, so every rank starts identical), losses --
@@ -98,8 +100,8 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
         model_g, model_d = _compile_and_wrap(net_g, net_d, compile=cfg.compile, ddp=ddp, device=device)
 
         # -- data (the stream's position is global: the same on every rank), logging (rank 0) ----
-        stream = infinite_batches(train_dir, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
-                                  rank=rank, world_size=world_size, state=loader_state, augment=cfg.augment)
+        stream = train_stream(train_dir, online, batch_size=cfg.batch_size, workers=cfg.workers, seed=base_seed,
+                              rank=rank, world_size=world_size, state=loader_state, augment=cfg.augment)
         log = TrainLog(out_dir / "live", resume_step=start, val=_val_batches(val_dir, cfg, base_seed, tag), scale=scale,
                        upscale=partial(upscale_batches, net_g_ema, device=device, autocast=autocast, memory_format=fmt),
                        tag=tag, iterations=cfg.iterations) if master else None
@@ -222,18 +224,24 @@ def _precision(cfg: TrainConfig, device: torch.device, tag: str,
 
 # ---- setup: inputs, resume, nets, losses, data ------------------------------------------------------
 
-def _check_inputs(cfg: TrainConfig, phase: str, pairs_dir: Path,
-                  init_from: Path | None) -> tuple[Path, Path, Path | None]:
+def _check_inputs(cfg: TrainConfig, phase: str, pairs_dir: Path, init_from: Path | None,
+                  online: OnlineSpec | None = None) -> tuple[Path, Path, Path | None]:
     """(train set, val set, init_from: the net-phase export in the gan phase, None in the net phase).
 
     Raises:
-        ValueError: phase disagrees with cfg.
-        FileNotFoundError: no training pairs; (gan) no init_from file, naming the stage to run.
+        ValueError: phase disagrees with cfg; `online` given without `cfg.online` or the other way round.
+        FileNotFoundError: no training pairs (offline) or HR tiles (online); (gan) no init_from file, naming
+            the stage to run.
     """
     if phase != cfg.phase:
         raise ValueError(f"phase {phase!r} does not match the config's phase {cfg.phase!r}")
+    if cfg.online != (online is not None):
+        raise ValueError(f"train_{phase}.online is {cfg.online} but {'no' if online is None else 'an'} online spec "
+                         f"(HR set, preset) was given")
     train_dir, val_dir = pairs_dir / "train", pairs_dir / "val"
-    if not is_shard_set(train_dir):
+    if online is not None and not is_shard_set(online.hr_dir):
+        raise FileNotFoundError(f"{online.hr_dir}: no HR tiles ({INDEX} missing); run `dvc repro ingest`")
+    if online is None and not is_shard_set(train_dir):
         raise FileNotFoundError(f"{train_dir}: no training pairs ({INDEX} missing); run `dvc repro shard`")
     if phase != "gan":
         return train_dir, val_dir, None
