@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 from pipeline.train.ema import make_ema, update_ema
 from pipeline.train.live import trim_history
-from pipeline.train.loop import distributed
+from pipeline.train.ddp import distributed
 from pipeline.train.pool import PairPool
 from pipeline.train.steps import lr_at
 from pipeline.train.usm import gaussian_kernel1d, usm_sharp

@@ -3,7 +3,7 @@
     report = train(cfg, pairs_dir=Path("data/pairs"), out_dir=Path("models/net"), scale=4, seed=0,
                    phase="net", init_from=None)
 
-`train` reads: checks → DDP/device (`distributed`, a context manager) → resume decision → nets and
+`train` reads: checks → DDP/device (`ddp.distributed`, a context manager) → resume decision → nets and
 optimizers → losses → resume → compile/wrap → data → logging → `for step in range(start, cfg.iterations)`
 (lr, batch through the pair pool, targets, G update, D update, EMA, log, validate, checkpoint) → export. Run it under
 `torchrun --nproc_per_node=N` for DDP: every rank trains on its share of each epoch with `batch_size`
@@ -20,14 +20,13 @@ Outputs in `out_dir`: `generator.pth` (`params_ema`, `params`, `meta`), `ckpt/st
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from pipeline.train.checkpoint import (clear_checkpoints, config_hash, cpu_state
                                        gather_ranks, load_latest, remove_partial, run_identity, save_checkpoint,
                                        set_rng_state, training_state)
 from pipeline.train.config import TrainConfig
+from pipeline.train.ddp import distributed
 from pipeline.train.ema import ema_decay_at, make_ema, update_ema
 from pipeline.train.live import TrainLog
 from pipeline.train.optim import build_optimizer
@@ -80,9 +80,8 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
 
         # -- resume or start fresh: the stored config hash decides ------------------------------
         config = cfg.to_dict()
-        run = run_identity(config, scale=scale, seed=seed, world_size=world_size,
-                           train_index=online.index if online else train_dir / INDEX, init_from=init_from)
-        run.update({"online": online.identity()} if online else {})
+        run = run_identity(config, scale=scale, seed=seed, world_size=world_size, init_from=init_from,
+                           train_index=online.index if online else train_dir / INDEX) | _online_identity(online)
         ckpt = _matching_checkpoint(ckpt_dir, run, cfg.iterations, ddp=ddp, master=master, say=say, tag=tag)
 
         # -- nets and optimizers (built from the base seed, so every rank starts identical), losses --
@@ -163,48 +162,7 @@ def train(cfg: TrainConfig, *, pairs_dir: Path, out_dir: Path, scale: int, seed:
             "generator": str(export), "seconds": time.time() - t0}
 
 
-# ---- DDP, device, numerics --------------------------------------------------------------------------
-
-class Distributed(NamedTuple):
-    """This process in the run: under torchrun `ddp` with its rank, else the only process (rank 0)."""
-    ddp: bool
-    rank: int
-    world_size: int
-    device: torch.device
-
-
-@contextmanager
-def distributed(device: str) -> Iterator[Distributed]:
-    """DDP from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK): the process group is set up for the
-    block and torn down after it, however it ends. Without RANK, one process and no group.
-
-    Raises:
-        ValueError: device 'cuda' without a CUDA device.
-    """
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    rank, world_size, local_rank = 0, 1, 0
-    if ddp:
-        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    dev = _device(device, local_rank)
-    if ddp:
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    try:
-        yield Distributed(ddp=ddp, rank=rank, world_size=world_size, device=dev)
-    finally:
-        if ddp:
-            dist.destroy_process_group()
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    """auto → cuda:<local_rank> when CUDA is available, else cpu. Raises ValueError for cuda without one."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError("train.device: 'cuda' requested but torch sees no CUDA device")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
-
+# ---- numerics ----------------------------------------------------------------------------------------------
 
 def _precision(cfg: TrainConfig, device: torch.device, tag: str,
                say: Callable[..., None]) -> tuple[Callable[[], Any], bool, torch.memory_format]:
@@ -356,6 +314,11 @@ def _resume(ckpt: dict[str, Any] | None, net_g: nn.Module, net_g_ema: nn.Module,
     say(f"{tag}: resuming from {ckpt['path']} at step {int(ckpt['step'])}")
     return (int(ckpt["step"]), int(ckpt["nonfinite"]), int(ckpt["skipped_total"]),
             LoaderState.from_dict(ckpt["loader"]))
+
+
+def _online_identity(online: OnlineSpec | None) -> dict[str, Any]:
+    """What decides an online run's samples besides the seed (HR index, preset, geometry, backend)."""
+    return {"online": online.identity()} if online else {}
 
 
 def _compile_and_wrap(net_g: nn.Module, net_d: nn.Module | None, *, compile: bool, ddp: bool,
