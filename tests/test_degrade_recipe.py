@@ -245,7 +245,8 @@ def test_draw_recipes_writes_table_kernels_and_report(tmp_path):
     ({"variants": 0}, "degrade.variants: expected 1 <= value, got 0"),
     ({"preset": "bsrgan", "resize2": {"scale_range": [0.5, 1.0]}}, "degrade.resize2: not a step of the bsrgan preset; its steps: ['down0'"),
     ({"preset": "bsrgan", "resize1": {"mode_probs": {"down": 1.0}}}, "degrade.resize1.mode_probs: unknown key"),
-    ({"final": {"sinc_prob": 0.5}}, "degrade.final.sinc_prob: unknown key; allowed keys: ['before', 'name'"),
+    ({"final": {"sinc_prob": 0.5}}, "degrade.final.sinc_prob: renamed — use degrade.sinc_final.prob"),
+    ({"final": {"sinc_pro": 0.5}}, "degrade.final.sinc_pro: unknown key; allowed keys: ['before', 'name'"),
     ({"final": {"order_probs": {"resize_sinc_jpeg": 0.5}}}, "degrade.final: a choice group needs `orders` and"),
     ({"blur1": {"op": "noise"}}, "degrade.blur1.op: set by the preset, not overridable"),
     ({"preset": "no/such.yaml"}, "degrade.preset: expected one of ['realesrgan-x4plus', 'realesrgan-x2plus', 'bsrgan', 'video', 'camera', 'web'] "

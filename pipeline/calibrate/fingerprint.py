@@ -114,7 +114,7 @@ def read_lr_images(path: Path, *, limit: int = MAX_IMAGES) -> list[tuple[str, np
     order: a shard set's `lr.png` members, else the images in a folder (recursive).
     Raises FileNotFoundError, or ValueError naming the file that does not decode."""
     from pipeline.io.images import ImageError, decode_image
-    from pipeline.io.shards import ShardSet, is_shard_set
+    from pipeline.io.shards import INDEX, ShardSet, is_shard_set
 
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: not a directory (expected a folder of images or a shard set)")
@@ -127,7 +127,7 @@ def read_lr_images(path: Path, *, limit: int = MAX_IMAGES) -> list[tuple[str, np
     from pipeline.degrade.sources import IMAGE_EXTENSIONS
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise FileNotFoundError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no index.parquet")
+        raise FileNotFoundError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no {INDEX}")
     out = []
     for f in _spaced(files, limit):
         data = f.read_bytes()
