@@ -5,26 +5,16 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.cli.common import FORCE_HELP, PRESET_NAMES, check_out_dir
+from pipeline.cli.common import FORCE_HELP, PRESET_NAMES, check_out_dir, check_out_file
 
 PRESET_HELP = f"{' | '.join(PRESET_NAMES)} (realesrgan-x4plus), or a preset YAML file"
-
-
-def _file_out(path: str, force: bool, what: str) -> Path:
-    """Refuse a folder, or an existing file without --force, before any work."""
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder; {what} names the file to write")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out}: exists; pass --force to replace it")
-    return out
 
 
 def _fingerprint(args: argparse.Namespace) -> int:
     from pipeline.calibrate.fingerprint import fingerprint, format_table, json_ready
     from pipeline.io.atomic import atomic_write_text
 
-    out = _file_out(args.out, args.force, "--out") if args.out else None
+    out = check_out_file(args.out, args.force, "--out names the file to write") if args.out else None
     fp = fingerprint(Path(args.input), limit=args.limit)
     print(format_table({Path(args.input).name or str(args.input): fp}))
     if out is not None:
@@ -54,7 +44,7 @@ def _preview(args: argparse.Namespace) -> int:
     from pipeline.io.atomic import atomic_write_bytes
     from pipeline.io.images import encode_png, read_image
 
-    out = _file_out(args.out, args.force, "OUT.png")
+    out = check_out_file(args.out, args.force, "OUT.png names the file to write")
     grid, texts = preview(read_image(args.photo), load_preset(args.preset), n=args.n, seed=args.seed,
                           crop=args.crop)
     atomic_write_bytes(out, encode_png(grid))

@@ -40,3 +40,14 @@ def check_out_dir(out: str | Path, force: bool, inputs: tuple[str | Path, ...] =
     if entries:
         raise FileExistsError(f"{out}: folder exists and is not empty ({entries} entries); "
                               "pass --force to replace it")
+
+
+def check_out_file(out: str | Path, force: bool, folder_message: str) -> Path:
+    """Refuse, before any work, a folder (`folder_message` says what OUT should name) or an existing
+    file unless `force`. Returns OUT as a Path."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; {folder_message}")
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: exists; pass --force to replace it")
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.cli.common import FORCE_HELP, PRESET_NAMES, check_out_dir
+from pipeline.cli.common import FORCE_HELP, PRESET_NAMES, check_out_dir, check_out_file
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -28,11 +28,7 @@ def _score(args: argparse.Namespace) -> int:
     from pipeline.evaluate.score import score_set, scores_json
     from pipeline.io.atomic import atomic_write_bytes
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder; --out names the scores.json file to write")
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out}: exists; pass --force to replace it")
+    out = check_out_file(args.out, args.force, "--out names the scores.json file to write")
     scores, notes = score_set(Path(args.set), args.checkpoint, device=args.device, weights=args.weights,
                               tile=args.tile, crop_border=args.crop_border, niqe_params=args.niqe_params,
                               lpips_weights=args.lpips_weights)
