@@ -132,9 +132,22 @@ def cut_window(hr: np.ndarray, lr: np.ndarray, spec: OnlineSpec, *, seed: int, e
                augment: bool) -> tuple[np.ndarray, np.ndarray]:
     """Window `window` of the windows drawn for (seed, epoch, key) from a degraded tile (`hr` cropped to
     the scale, `lr` its degradation), flipped/rotated when `augment`: HWC uint8 patches."""
-    p, s = spec.patch_size // spec.scale, spec.scale
-    windows = lr_windows(lr.shape[:2], p, n=spec.patches_per_tile, mode="random", rng=rng_for(WINDOWS, seed, epoch, key))
-    y, x = windows[window]
+    return _cut(hr, lr, spec, window_at(lr.shape, spec, seed=seed, epoch=epoch, key=key, window=window),
+                seed=seed, epoch=epoch, key=key, window=window, augment=augment)
+
+
+def window_at(lr_shape: tuple[int, ...], spec: OnlineSpec, *, seed: int, epoch: int, key: str,
+              window: int) -> tuple[int, int]:
+    """(y, x) on the LR grid of window `window` among those drawn for (seed, epoch, key)."""
+    p = spec.patch_size // spec.scale
+    y, x = lr_windows(lr_shape[:2], p, n=spec.patches_per_tile, mode="random",
+                      rng=rng_for(WINDOWS, seed, epoch, key))[window]
+    return int(y), int(x)
+
+
+def _cut(hr: np.ndarray, lr: np.ndarray, spec: OnlineSpec, yx: tuple[int, int], *, seed: int, epoch: int, key: str,
+         window: int, augment: bool) -> tuple[np.ndarray, np.ndarray]:
+    (y, x), p, s = yx, spec.patch_size // spec.scale, spec.scale
     hr_patch, lr_patch = hr[y * s:(y + p) * s, x * s:(x + p) * s], lr[y:y + p, x:x + p]
     if augment:
         return augment_pair(hr_patch, lr_patch, draw_dihedral(seed, epoch, patch_key(key, window)))
@@ -176,11 +189,9 @@ def online_sample(spec: OnlineSpec, *, seed: int, epoch: int, key: str, window: 
     else:
         from pipeline.data.online_dali import degrade_dali
         lr = degrade_dali([hr], [recipe], gpu=spec.backend == "dali-gpu")[0]
-    p = spec.patch_size // spec.scale
-    y, x = lr_windows(lr.shape[:2], p, n=spec.patches_per_tile, mode="random",
-                      rng=rng_for(WINDOWS, seed, epoch, key))[window]
-    hr_patch, lr_patch = cut_window(hr, lr, spec, seed=seed, epoch=epoch, key=key, window=window, augment=augment)
-    return OnlineSample(hr_patch, lr_patch, recipe, (y, x))
+    yx = window_at(lr.shape, spec, seed=seed, epoch=epoch, key=key, window=window)
+    hr_patch, lr_patch = _cut(hr, lr, spec, yx, seed=seed, epoch=epoch, key=key, window=window, augment=augment)
+    return OnlineSample(hr_patch, lr_patch, recipe, yx)
 
 
 class OnlineDataset(IterableDataset):
