@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.degrade import DegradeConfig, Recipe, apply_recipe, preset_settings, sample_recipe
+from pipeline.degrade import DegradeConfig, Recipe, apply_recipe, preset_settings, recipe_columns, sample_recipe
 from pipeline.degrade.preset import PRESET_DIR, PRESETS, dump_preset, parse_preset
 from pipeline.degrade.run import degrade_set, draw_recipes, replay_sample
 from pipeline.degrade.dali_backend import cuda_visible
@@ -139,8 +139,31 @@ def test_groups_shuffle_within_themselves_and_repeat(tmp_path):
                 min([i for i, n in enumerate(names) if n.endswith(str(int(k) + 1))] or [len(names)])
         passes = r.order.split(";")
         assert len(passes) == 4 and passes[-1] in ("resize_sinc_jpeg", "jpeg_resize_sinc")
+        cols = recipe_columns(r)  # the shuffled passes and the chosen final order, each in its column
+        assert cols["bsrgan_order"] == ";".join(passes[:3]) and cols["final_order"] == passes[-1]
     assert len({r.order.split(";")[0] for r in recipes}) == 3  # blur-before-noise leaves 3 of 6 orders
     assert sample_recipe(cfg, 0, "k7", 0) == recipes[7]
+
+
+def test_a_preset_derived_from_bsrgan_keeps_its_index_columns(tmp_path):
+    """Columns follow the recipe's structure, not the preset's name: a calibrated bsrgan (same ranges,
+    renamed) draws the same recipes and gets the same columns, `bsrgan_order` and `camera_*` included."""
+    data = {**preset_settings("bsrgan").to_data(), "name": "bsrgan-calibrated"}
+    derived = build(DegradeConfig, {"preset": str(write_preset(tmp_path / "p.yaml", data))}, "degrade")
+    base = build(DegradeConfig, {"preset": "bsrgan"}, "degrade")
+    for i in range(20):
+        a, b = recipe_columns(sample_recipe(base, 0, f"k{i}", 0)), recipe_columns(sample_recipe(derived, 0, f"k{i}", 0))
+        assert a.keys() == b.keys() and "bsrgan_order" in b and "camera_shot" in b
+        assert json.dumps(a, default=str) == json.dumps(b, default=str)
+
+
+def test_a_choice_label_may_not_hold_the_order_separators():
+    data = preset_settings("realesrgan-x4plus").to_data()
+    final = next(s for s in data["steps"] if s.get("order") == "choice")
+    final["orders"] = {"a,b": final["orders"]["resize_sinc_jpeg"], "c": final["orders"]["jpeg_resize_sinc"]}
+    final["order_probs"] = {"a,b": 0.5, "c": 0.5}
+    with pytest.raises(ParamsError, match=re.escape("a label may not contain ',' or ';', got 'a,b'")):
+        parse_preset(data)
 
 
 # ---- user ops -----------------------------------------------------------------------------------

@@ -127,6 +127,8 @@ def parse_group(data: Mapping, where: str) -> Group:
         if not group.orders or set(group.orders) != set(group.order_probs or {}):
             raise ParamsError(f"{at}: a choice group needs `orders` and `order_probs` with the same labels")
         for label, order in group.orders.items():
+            if "," in label or ";" in label:  # a recipe's `order` joins labels with ';', shuffled names with ','
+                raise ParamsError(f"{at}.orders: a label may not contain ',' or ';', got {label!r}")
             if sorted(order) != sorted(names):
                 raise ParamsError(f"{at}.orders.{label}: expected an order of {names}, got {list(order)}")
         probs = list(group.order_probs.values())

@@ -224,9 +224,11 @@ STRING_COLUMNS = frozenset(c for c in BASE_COLUMNS + BSRGAN_COLUMNS
 def recipe_columns(recipe: Recipe) -> dict[str, Any]:
     """The recipe's scalars under their index column names (NaN where a step is absent).
 
-    Numbers are floats (`noise{s}_gray` is 1.0/0.0), names are strings; bsrgan adds
-    `bsrgan_order`, `down0_interp`, `camera_shot`, `camera_read`; a user op `<name>_<param>` per
-    parameter. Built-in steps under other names than these (a preset's own `blur3`) have no columns:
+    Numbers are floats (`noise{s}_gray` is 1.0/0.0), names are strings; a recipe with a shuffled
+    group (bsrgan's, and every preset derived from it, such as a calibrated `bsrgan-calibrated`)
+    adds `bsrgan_order` (the shuffled orders; `final_order` keeps the chosen ones, NaN when there
+    are none), `down0_interp`, `camera_shot`, `camera_read`;
+    a user op `<name>_<param>` per parameter. Built-in steps under other names than these (a preset's own `blur3`) have no columns:
     their values are in the recipe JSON.
     """
     cols: dict[str, Any] = {c: NAN for c in BASE_COLUMNS}
@@ -251,8 +253,9 @@ def recipe_columns(recipe: Recipe) -> dict[str, Any]:
         jpeg = recipe.step(f"jpeg{st}")
         if jpeg is not None:
             cols[f"jpeg{st}_quality"] = float(jpeg.quality)
-    if recipe.preset != "bsrgan":
-        cols["final_order"] = recipe.order
+    shuffled, chosen = order_labels(recipe)
+    if chosen or not shuffled:
+        cols["final_order"] = chosen or recipe.order
     sinc = recipe.step("sinc_final")
     if sinc is not None:
         cols["final_kind"] = sinc.kind
@@ -263,8 +266,8 @@ def recipe_columns(recipe: Recipe) -> dict[str, Any]:
     cols["final_interp"] = resize.interp if resize is not None else NAN
     jpeg = recipe.step("jpeg_final")
     cols["final_jpeg_quality"] = float(jpeg.quality) if jpeg is not None else NAN
-    if recipe.preset == "bsrgan":
-        cols["bsrgan_order"] = recipe.order
+    if shuffled:
+        cols["bsrgan_order"] = shuffled
         down0 = recipe.step("down0")
         cols["down0_interp"] = down0.interp if down0 is not None else NAN
         cam = recipe.step("camera")
@@ -274,6 +277,18 @@ def recipe_columns(recipe: Recipe) -> dict[str, Any]:
         if isinstance(step, UserOp):
             cols.update(user_columns(step))
     return cols
+
+
+def order_labels(recipe: Recipe) -> tuple[str, str]:
+    """The recipe's shuffled orders and its chosen ones, each joined by ';' ('' where none).
+
+    A shuffled group's label joins its step names by ',', a choice's is one name (`preset.py`). Keyed
+    on the recipe's structure, not the preset's name, so a preset derived from bsrgan (a calibrated
+    one, a user's copy) keeps bsrgan's index columns.
+    """
+    labels = recipe.order.split(";")
+    return (";".join(x for x in labels if "," in x),
+            ";".join(x for x in labels if "," not in x and x != "fixed"))
 
 
 def user_columns(step: UserOp) -> dict[str, Any]:
