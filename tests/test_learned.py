@@ -1,5 +1,6 @@
-"""The learned degrader (#18 §3): the residual CycleGAN generator, training (losses, seeds, resume),
-the `learned` preset step (recipe columns, replay, workers/batch sizes) and the CLI."""
+"""The learned degrader (#18 §3): the residual CycleGAN generator, training by both methods (losses,
+seeds, resume), the `learned` preset step (recipe columns, replay, noise, workers/batch sizes, old
+checkpoints) and the CLI."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,6 @@ from pipeline.degrade.preset import dump_preset, parse_preset
 from pipeline.degrade.run import replay_sample
 from pipeline.io.images import encode_png
 from pipeline.learned.op import degrade_lr, learned_preset, load_degrader
-from pipeline.learned.pool import FakePool
 from pipeline.learned.train import DEGRADER, TRAIN_STATE, LearnConfig, learn_degradation, save_degrader
 from pipeline.models.cyclegan import CycleGANGenerator
 
@@ -67,43 +67,31 @@ def test_generator_options_are_checked():
         CycleGANGenerator(norm="group")
 
 
-# ---- the pool -----------------------------------------------------------------------------------
-
-def test_pool_fills_then_mixes_old_fakes_and_round_trips():
-    pool = FakePool(3)
-    first = torch.arange(3.0).view(3, 1, 1, 1)
-    assert torch.equal(pool(first, np.random.default_rng(0)), first)  # filling: passed through
-    new = torch.full((8, 1, 1, 1), 9.0)
-    out = pool(new, np.random.default_rng(1))
-    assert {float(v) for v in out.flatten()} - {9.0}  # some old fakes came back
-    copy = FakePool(3)
-    copy.load_state_dict(pool.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(copy.images, pool.images))
-    assert torch.equal(FakePool(0)(new, np.random.default_rng(0)), new)
-
-
 # ---- training -----------------------------------------------------------------------------------
 
-def test_training_is_seeded_its_losses_finite_and_moving(domains, tmp_path):
+@pytest.mark.parametrize("method,losses", [("dsgan", 4), ("cyclegan", 5)])
+def test_training_is_seeded_its_losses_finite_and_moving(domains, tmp_path, method, losses):
     real, hr = domains
-    a = learn_degradation(real, hr, tmp_path / "a", LearnConfig(**TINY, steps=4, save_every=4))
-    learn_degradation(real, hr, tmp_path / "b", LearnConfig(**TINY, steps=4, save_every=4))
+    a = learn_degradation(real, hr, tmp_path / "a", LearnConfig(**TINY, method=method, steps=4, save_every=4))
+    learn_degradation(real, hr, tmp_path / "b", LearnConfig(**TINY, method=method, steps=4, save_every=4))
     history = np.array(a.history)
-    assert history.shape == (4, 6) and np.isfinite(history).all()
-    assert all(len(set(history[:, k])) > 1 for k in range(1, 6))  # every loss component changes
+    assert history.shape == (4, losses + 1) and np.isfinite(history).all()
+    assert all(len(set(history[:, k])) > 1 for k in range(1, losses + 1))  # every loss component changes
     assert (tmp_path / "a" / DEGRADER).read_bytes() != b""
     pa, pb = _params(tmp_path / "a" / TRAIN_STATE), _params(tmp_path / "b" / TRAIN_STATE)
     assert all(torch.equal(pa[n][k], pb[n][k]) for n in pa for k in pa[n])  # same seed, same weights
     net, meta = load_degrader(tmp_path / "a" / DEGRADER)
-    assert meta["scale"] == 2 and meta["steps"] == 4
-    assert not torch.equal(net.residual_of(torch.rand(1, 3, 16, 16)), torch.zeros(1, 3, 16, 16))
+    assert meta["scale"] == 2 and meta["steps"] == 4 and meta["method"] == method and meta["noise"] == 3
+    assert not torch.equal(net.residual_of(torch.rand(1, 6, 16, 16)), torch.zeros(1, 3, 16, 16))
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path):
+@pytest.mark.parametrize("method", ["dsgan", "cyclegan"])
+def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path, method):
     real, hr = domains
-    learn_degradation(real, hr, tmp_path / "whole", LearnConfig(**TINY, steps=4, save_every=2))
-    learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=2, save_every=2))  # "killed" at 2
-    resumed = learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=4, save_every=2))
+    cfg = dict(TINY, method=method, jpeg_quality=50, save_every=2)
+    learn_degradation(real, hr, tmp_path / "whole", LearnConfig(**cfg, steps=4))
+    learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=2))  # "killed" at 2
+    resumed = learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=4))
     assert resumed.resumed_from == 2 and resumed.steps == 4
     whole, cut = (torch.load(p / TRAIN_STATE, weights_only=True) for p in (tmp_path / "whole", tmp_path / "cut"))
     assert all(torch.equal(whole["nets"][n][k], cut["nets"][n][k]) for n in whole["nets"] for k in whole["nets"][n])
@@ -111,7 +99,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path):
     assert torch.equal(whole["pools"]["y"]["images"], cut["pools"]["y"]["images"])
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'cut' / TRAIN_STATE}: a training state of "
                                                    "another run (differs in ['seed'])")):
-        learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**TINY, steps=6, seed=1))
+        learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=6, seed=1))
 
 
 def test_config_errors_name_the_key():
@@ -125,22 +113,46 @@ def test_config_errors_name_the_key():
 
 @pytest.fixture(scope="module")
 def degrader(tmp_path_factory) -> Path:
-    """A degrader with a visible residual (random last conv), without training it."""
+    """A degrader with noise channels and a visible residual (random last conv), without training it."""
     torch.manual_seed(3)
-    net = CycleGANGenerator(num_feat=8, num_block=1)
+    cfg = LearnConfig(**TINY)
+    net = CycleGANGenerator(**cfg.generator_opts())
     torch.nn.init.normal_(net.conv_last[1].weight, 0.0, 0.02)
     path = tmp_path_factory.mktemp("ckpt") / DEGRADER
-    save_degrader(path, net, LearnConfig(**TINY), {"steps": 0})
+    save_degrader(path, net, cfg, {"steps": 0})
     return path
 
 
-def test_strength_blends_the_residual(degrader):
+def test_strength_blends_the_residual_and_the_noise_follows_the_seed(degrader):
     net, _ = load_degrader(degrader)
     img = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32)
-    assert np.array_equal(degrade_lr(net, img, 0.0), img)
-    full, half = degrade_lr(net, img, 1.0), degrade_lr(net, img, 0.5)
+    rng = np.random.default_rng
+    assert np.array_equal(degrade_lr(net, img, 0.0, rng(1)), img)
+    full, half = degrade_lr(net, img, 1.0, rng(1)), degrade_lr(net, img, 0.5, rng(1))
     np.testing.assert_allclose(half - img, (full - img) * 0.5, atol=1e-6)
     assert np.abs(full - img).max() > 1e-3
+    assert np.array_equal(degrade_lr(net, img, 1.0, rng(1)), full)
+    assert not np.array_equal(degrade_lr(net, img, 1.0, rng(2)), full)
+    with pytest.raises(ValueError, match="noise channels and needs an rng"):
+        degrade_lr(net, img, 1.0)
+
+
+def test_an_old_degrader_without_noise_loads_and_a_newer_format_is_one_line(degrader, tmp_path):
+    """Format 1 (before the noise input: no `format` entry, 3 input channels) still degrades, with no
+    draws; a format from a newer realsynth is refused naming the file."""
+    torch.manual_seed(4)
+    net = CycleGANGenerator(num_feat=8, num_block=1)
+    torch.nn.init.normal_(net.conv_last[1].weight, 0.0, 0.02)
+    old = {"kind": "realsynth-learned-degrader", "params": net.state_dict(),
+           "opts": {"num_feat": 8, "num_block": 1, "num_down": 0}, "meta": {"scale": 2, "steps": 0}}
+    torch.save(old, tmp_path / "old.pth")
+    loaded, meta = load_degrader(tmp_path / "old.pth")
+    img = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32)
+    assert meta["noise"] == 0 and np.array_equal(degrade_lr(loaded, img, 1.0), degrade_lr(loaded, img, 1.0))
+    torch.save({**old, "format": 99}, tmp_path / "new.pth")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'new.pth'}: learned degrader format 99; this "
+                                                   "realsynth reads formats 1 to 2")):
+        load_degrader(tmp_path / "new.pth")
 
 
 def _degrade(args: list[str]) -> None:
@@ -195,6 +207,13 @@ def test_cli_learns_writes_a_usable_preset_and_refuses_a_finished_out(domains, t
     assert cli.main(args) == 1
     assert "pass --force" in capsys.readouterr().err
     assert cli.main(args + ["--force"]) == 0
+    coded = ["--force", "--method", "cyclegan", "--jpeg", "40", "--steps", "1"]
+    assert cli.main(args + coded) == 0
+    preset = parse_preset(yaml.safe_load((out / "preset.yaml").read_text()))
+    assert [s.op for s in preset.items] == ["resize_lr", "learned", "jpeg"]
+    assert preset.items[2].quality_range == (40, 40)
+    assert cli.main(args + ["--force", "--jpeg", "0"]) == 1
+    assert "--jpeg: expected auto, off or a libjpeg quality in [1, 100], got '0'" in capsys.readouterr().err
 
 
 def test_incremental_degrade_sees_a_retrained_degrader_at_the_same_path(degrader, tmp_path):

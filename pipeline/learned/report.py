@@ -12,6 +12,7 @@ from pipeline.io.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.io.images import encode_png
 
 from .stats import STATS, set_stats
+from .train import losses_of
 
 SAMPLES = "samples.png"
 
@@ -23,12 +24,14 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     return img[y:y + s, x:x + s]
 
 
-def degrade_all(net, images: list[np.ndarray], strength: float = 1.0) -> list[np.ndarray]:
-    """The learned LR of each (H, W, 3) uint8 image (`op.degrade_lr`, quantized)."""
-    from pipeline.degrade.spec import quantize, to_float
+def degrade_all(net, images: list[np.ndarray], strength: float = 1.0, jpeg_quality: int = 0) -> list[np.ndarray]:
+    """The learned LR of each (H, W, 3) uint8 image (`op.degrade_lr`, quantized; image i's noise from
+    seed i), then JPEG at `jpeg_quality` when it is > 0, as the preset does."""
+    from pipeline.degrade.spec import jpeg, quantize, to_float
 
     from .op import degrade_lr
-    return [quantize(degrade_lr(net, to_float(img), strength)) for img in images]
+    out = [degrade_lr(net, to_float(img), strength, np.random.default_rng(i)) for i, img in enumerate(images)]
+    return [quantize(jpeg(lr, jpeg_quality) if jpeg_quality else lr) for lr in out]
 
 
 def sample_grid(clean: list[np.ndarray], learned: list[np.ndarray], real: list[np.ndarray],
@@ -45,7 +48,7 @@ def sample_grid(clean: list[np.ndarray], learned: list[np.ndarray], real: list[n
 
 def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> None:
     """OUT/report.md and OUT/samples.png (atomic each)."""
-    learned = degrade_all(net, summary.clean)
+    learned = degrade_all(net, summary.clean, jpeg_quality=cfg.jpeg_quality)
     atomic_write_bytes(out / SAMPLES, encode_png(sample_grid(summary.clean, learned, summary.real)))
     stats = {"clean LR (HR downscaled)": set_stats(summary.clean), "learned LR": set_stats(learned),
              "real LR": set_stats(summary.real)}
@@ -54,8 +57,9 @@ def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> No
              + f"; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in dataclasses.asdict(cfg).items()]
-    lines += ["", "## Losses (step: value)", "", "| step | " + " | ".join(
-        ("g_adv", "g_cycle", "g_identity", "d_x", "d_y")) + " |", "|---" * 6 + "|"]
+    names = losses_of(cfg.method)
+    lines += ["", "## Losses (step: value)", "", "| step | " + " | ".join(names) + " |",
+              "|---" * (len(names) + 1) + "|"]
     every = max(1, len(summary.history) // 10)
     rows = summary.history[::every]
     for h in rows + ([summary.history[-1]] if summary.history and rows[-1] is not summary.history[-1] else []):
