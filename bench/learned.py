@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/learned-bench"))
     ap.add_argument("--method", default="dsgan", choices=("dsgan", "cyclegan"), help="learn-degradation --method")
     ap.add_argument("--jpeg", default="auto", help="learn-degradation --jpeg (auto)")
-    ap.add_argument("--adv", type=float, default=0.1, help="learn-degradation --adv (0.1)")
+    ap.add_argument("--adv", type=float, default=0.002, help="learn-degradation --adv (0.002)")
     ap.add_argument("--noise", type=int, default=3, help="learn-degradation --noise (3)")
     ap.add_argument("--identity", type=float, default=0.5, help="learn-degradation --identity (0.5)")
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run from an earlier run (the table only)")

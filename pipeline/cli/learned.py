@@ -85,8 +85,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=50, metavar="N", help="steps between train.pth saves (50)")
     p.add_argument("--num-feat", type=int, default=32, metavar="F", help="generator width (32)")
     p.add_argument("--num-block", type=int, default=4, metavar="N", help="generator ResNet blocks (4)")
-    p.add_argument("--adv", type=float, default=0.1, metavar="W",
-                   help="dsgan: adversarial weight against the low-frequency L1's 1 (0.1)")
+    p.add_argument("--adv", type=float, default=0.002, metavar="W",
+                   help="dsgan: adversarial weight against the low-frequency L1's 1 (0.002)")
     p.add_argument("--identity", type=float, default=0.5, metavar="W",
                    help="cyclegan: identity loss weight, x the cycle weight 10 (0.5; 0 disables)")
     p.add_argument("--pool", type=int, default=50, metavar="N", help="image pool of past fakes (50; 0 disables)")

@@ -44,7 +44,7 @@ class LearnConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_low: float = 1.0       # dsgan: L1 of the low frequencies of G(x) and x
-    lambda_adv: float = 0.1       # dsgan: weight of the adversarial loss on the high frequencies
+    lambda_adv: float = 0.002     # dsgan: weight of the adversarial loss on the high frequencies
     low_sigma: float = 1.5        # dsgan: σ (LR px) of the Gaussian that splits low from high
     lambda_cycle: float = 10.0    # cyclegan
     lambda_identity: float = 0.5  # cyclegan: × lambda_cycle, the paper's convention; 0 disables
