@@ -5,7 +5,8 @@ Per step (Zhu et al. 2017): crops x ~ X, y ~ Y; G's and F's step minimises
   + λ_cyc·(|F(c(G(x))) - x|₁ + |G(F(y)) - y|₁)                     (cycle consistency)
   + λ_cyc·λ_idt·(|G(y) - y|₁ + |F(x) - x|₁)                        (identity; λ_idt 0 disables)
 then D_X and D_Y each minimise ½[(D(real) - 1)² + D(pool(fake))²]; c is the codec in the loop
-(`nets.jpeg_ste`, the identity without one). G also sees the noise channels z; F does not.
+(`nets.jpeg_ste`: clip and quantize, then JPEG when there is a codec; straight-through). G also
+sees the noise channels z; F does not.
 Adam for the generators together and for the discriminators together.
 """
 from __future__ import annotations
