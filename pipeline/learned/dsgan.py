@@ -1,8 +1,9 @@
 """The frequency-separation method (`--method dsgan`, the default), after Fritsche et al. 2019 (DSGAN,
 in the AIM 2019 real-world SR winner): one generator G, one PatchGAN D, no cycle.
 
-Per step, with L(·) a Gaussian low-pass (σ `low_sigma` LR px), H(v) = v − L(v) and c the codec in
-the loop (`nets.jpeg_ste`, the identity without one):
+Per step, with L(·) a Gaussian low-pass (σ `low_sigma` LR px), H(v) the high frequencies v − L(v) as
+D sees them (`nets.d_view`: Y, and Cb/Cr averaged over 2×2) and c the written output (`nets.jpeg_ste`:
+clipped, quantized, JPEG-coded when there is a codec in the loop; straight-through):
     G minimises  λ_low·|L(c(G(x))) − L(x)|₁ + λ_adv·LSGAN(D(H(c(G(x)))), 1)
     D minimises  ½[(D(H(y)) − 1)² + D(H(pool(c(G(x)))))²]
 The low-frequency term pins content and colour to the clean input (what CycleGAN needs a second
