@@ -17,6 +17,7 @@ from pipeline.degrade.preset import dump_preset, parse_preset
 from pipeline.degrade.run import replay_sample
 from pipeline.io.images import encode_png
 from pipeline.learned.op import degrade_lr, learned_preset, load_degrader
+from pipeline.learned.select import Selector, best_point, holdout_split
 from pipeline.learned.train import DEGRADER, TRAIN_STATE, LearnConfig, learn_degradation, save_degrader
 from pipeline.models.cyclegan import CycleGANGenerator
 
@@ -88,7 +89,7 @@ def test_training_is_seeded_its_losses_finite_and_moving(domains, tmp_path, meth
 @pytest.mark.parametrize("method", ["dsgan", "cyclegan"])
 def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path, method):
     real, hr = domains
-    cfg = dict(TINY, method=method, jpeg_quality=50, save_every=2)
+    cfg = dict(TINY, method=method, jpeg_quality=50, save_every=2, eval_every=2)  # the "kill" at a scored step
     learn_degradation(real, hr, tmp_path / "whole", LearnConfig(**cfg, steps=4))
     learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=2))  # "killed" at 2
     resumed = learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=4))
@@ -97,9 +98,67 @@ def test_a_killed_run_resumes_to_the_uninterrupted_bytes(domains, tmp_path, meth
     assert all(torch.equal(whole["nets"][n][k], cut["nets"][n][k]) for n in whole["nets"] for k in whole["nets"][n])
     assert whole["history"] == cut["history"]
     assert torch.equal(whole["pools"]["y"]["images"], cut["pools"]["y"]["images"])
+    assert whole["curve"] == cut["curve"] and [p[0] for p in whole["curve"]] == [0, 2, 4]
+    assert (tmp_path / "whole" / DEGRADER).read_bytes() == (tmp_path / "cut" / DEGRADER).read_bytes()
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'cut' / TRAIN_STATE}: a training state of "
                                                    "another run (differs in ['seed'])")):
         learn_degradation(real, hr, tmp_path / "cut", LearnConfig(**cfg, steps=6, seed=1))
+
+
+def test_selection_is_seeded_scores_step_0_and_writes_the_same_bytes(domains, tmp_path):
+    real, hr = domains
+    cfg = LearnConfig(**TINY, steps=4, eval_every=2, jpeg_quality=50)
+    a, b = (learn_degradation(real, hr, tmp_path / n, cfg) for n in "ab")
+    assert [p[0] for p in a.curve] == [0, 2, 4] and all(np.isfinite(p[1]) for p in a.curve)
+    assert a.curve == b.curve and a.selected == b.selected == best_point(a.curve)[0]
+    assert len(a.clean) == len(a.real) == 2  # one of the three files of each folder held out
+    assert (tmp_path / "a" / DEGRADER).read_bytes() == (tmp_path / "b" / DEGRADER).read_bytes()
+    _, meta = load_degrader(tmp_path / "a" / DEGRADER)
+    assert meta["selected_step"] == a.selected and meta["identity_distance"] == a.curve[0][1]
+
+
+def _scripted(monkeypatch, distances: dict[int, float]) -> None:
+    """Selector.score returns distances[the candidate's step] (read from the file it is given)."""
+    def score(self, degrader: Path) -> float:
+        return distances[torch.load(degrader, weights_only=True)["meta"]["steps"]]
+    monkeypatch.setattr(Selector, "score", score)
+
+
+def _g_params(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, weights_only=True)
+    return ckpt["params"] if "params" in ckpt else ckpt["nets"]["g"]
+
+
+def test_the_best_step_is_written_and_step_0_is_the_identity(domains, tmp_path, monkeypatch):
+    real, hr = domains
+    cfg = dict(TINY, eval_every=2, save_every=2)
+    _scripted(monkeypatch, {0: 1.0, 2: 0.5, 4: 0.5})  # a tie: the earlier step wins
+    run = learn_degradation(real, hr, tmp_path / "mid", LearnConfig(**cfg, steps=4))
+    learn_degradation(real, hr, tmp_path / "two", LearnConfig(**cfg, steps=2))
+    assert run.selected == 2 and run.curve == [[0.0, 1.0], [2.0, 0.5], [4.0, 0.5]]
+    chosen, at_two = _g_params(tmp_path / "mid" / DEGRADER), _g_params(tmp_path / "two" / TRAIN_STATE)
+    assert all(torch.equal(chosen[k], at_two[k]) for k in chosen)
+    assert not all(torch.equal(chosen[k], _g_params(tmp_path / "mid" / TRAIN_STATE)[k]) for k in chosen)
+    _scripted(monkeypatch, {0: 0.3, 2: 0.5, 4: 0.4})  # G never beats resize + codec
+    assert learn_degradation(real, hr, tmp_path / "none", LearnConfig(**cfg, steps=4)).selected == 0
+    net, _ = load_degrader(tmp_path / "none" / DEGRADER)
+    x = torch.rand(1, 6, 16, 16)
+    assert torch.equal(net.residual_of(x), torch.zeros(1, 3, 16, 16))
+    _scripted(monkeypatch, {})  # holdout 0: nothing scored, the last G
+    off = learn_degradation(real, hr, tmp_path / "off", LearnConfig(**cfg, steps=4, holdout=0))
+    assert off.selected is None and off.curve == [] and len(off.clean) == 3
+
+
+def test_holdout_split_is_seeded_and_refuses_a_folder_it_would_empty():
+    keys = [f"k{i}" for i in range(8)]
+    train, held = holdout_split(keys, 0.25, 0, "hr", "HR")
+    assert len(held) == 2 and sorted(train + held) == list(range(8))
+    assert holdout_split(keys, 0.25, 0, "hr", "HR") == (train, held)
+    assert any(holdout_split(keys, 0.25, seed, "hr", "HR")[1] != held for seed in (1, 2, 3))
+    assert holdout_split(keys, 0.0, 0, "hr", "HR") == (list(range(8)), [])
+    with pytest.raises(ValueError, match=re.escape("real/: 1 image(s); selection holds out 1 (--holdout 0.25) and "
+                                                   "needs at least one more to train on: add images or pass --holdout 0")):
+        holdout_split(["a"], 0.25, 0, "real_lr", "real/")
 
 
 def test_config_errors_name_the_key():
@@ -203,7 +262,11 @@ def test_cli_learns_writes_a_usable_preset_and_refuses_a_finished_out(domains, t
     assert {p.name for p in out.iterdir()} >= {DEGRADER, TRAIN_STATE, "preset.yaml", "report.md", "samples.png"}
     preset = parse_preset(yaml.safe_load((out / "preset.yaml").read_text()))
     assert [s.op for s in preset.items] == ["resize_lr", "learned"]
-    assert "| learned LR |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| learned LR |" in report and "## Selection on the held-out files" in report
+    assert re.search(r"^\| 0 \| \d+\.\d{4} \| G = identity: resize \+ codec, no G", report, re.M)
+    assert re.search(r"^\| 2 \| \d+\.\d{4} \|", report, re.M) and report.count("**selected**") == 1
+    assert "selected step" in capsys.readouterr().out
     assert cli.main(args) == 1
     assert "pass --force" in capsys.readouterr().err
     assert cli.main(args + ["--force"]) == 0

@@ -40,15 +40,20 @@ def _learn(args: argparse.Namespace) -> int:
     cfg = LearnConfig(scale=args.scale, interp=args.interp, method=args.method, crop=args.crop,
                       batch_size=args.batch_size, steps=args.steps, save_every=args.save_every, seed=args.seed,
                       num_feat=args.num_feat, num_block=args.num_block, noise=args.noise, jpeg_quality=quality,
-                      lambda_adv=args.adv, lambda_identity=args.identity, pool_size=args.pool)
+                      lambda_adv=args.adv, lambda_identity=args.identity, pool_size=args.pool,
+                      holdout=args.holdout, eval_every=args.eval_every, strength_range=tuple(args.strength_range))
     out = Path(args.out)
     _out_dir(out, args.force, (args.real_lr, args.hr))
     summary = learn_degradation(args.real_lr, args.hr, out, cfg, log=print)
     net, _ = load_degrader(out / DEGRADER)
-    data = learned_preset(str((out / DEGRADER).resolve()), cfg.scale, cfg.interp, tuple(args.strength_range),
+    data = learned_preset(str((out / DEGRADER).resolve()), cfg.scale, cfg.interp, cfg.strength_range,
                           jpeg_quality=cfg.jpeg_quality)
     atomic_write_text(out / "preset.yaml", dump_preset(parse_preset(data, f"{out / 'preset.yaml'}: ")))
     write_report(out, cfg, summary, net, real_lr=args.real_lr, hr=args.hr)
+    if summary.selected is not None:
+        print(f"learn-degradation: selected step {summary.selected} of {summary.steps} on the held-out files"
+              + (": G never beat resize + codec alone, so the degrader is G at step 0, the identity"
+                 if summary.selected == 0 else ""))
     print(f"learn-degradation: {summary.steps} steps -> {out / DEGRADER}; preset {out / 'preset.yaml'}; "
           f"report {out / 'report.md'}")
     return 0
@@ -83,6 +88,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=32, metavar="C", help="LR crop size, px (32)")
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="crops per domain per step (4)")
     p.add_argument("--save-every", type=int, default=50, metavar="N", help="steps between train.pth saves (50)")
+    p.add_argument("--holdout", type=float, default=0.25, metavar="F",
+                   help="share of REAL_LR's and HR's files held out to pick the best step by fingerprint "
+                        "distance, step 0 (no G) included (0.25; 0: no selection, the last step)")
+    p.add_argument("--eval-every", type=int, default=50, metavar="N", help="steps between selection scores (50)")
     p.add_argument("--num-feat", type=int, default=32, metavar="F", help="generator width (32)")
     p.add_argument("--num-block", type=int, default=4, metavar="N", help="generator ResNet blocks (4)")
     p.add_argument("--adv", type=float, default=0.002, metavar="W",

@@ -9,7 +9,7 @@ Two methods (`method`), both training G: clean LR (X) → the real LR's style (Y
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,9 +50,13 @@ class LearnConfig:
     lambda_identity: float = 0.5  # cyclegan: × lambda_cycle, the paper's convention; 0 disables
     pool_size: int = 50           # past fakes shown to the discriminators; 0 disables
     threads: int = 1              # torch CPU threads during the run: part of what decides the bytes
+    holdout: float = 0.25         # share of each input folder held out for checkpoint selection; 0: none
+    eval_every: int = 50          # steps between selection scores (`select.py`)
+    strength_range: tuple[float, float] = (0.8, 1.0)  # the preset's α, as scored and as written
 
     def __post_init__(self) -> None:
-        positive = ("scale", "crop", "batch_size", "steps", "save_every", "num_feat", "d_feat", "d_layers", "threads")
+        positive = ("scale", "crop", "batch_size", "steps", "save_every", "num_feat", "d_feat", "d_layers", "threads",
+                    "eval_every")
         for key in positive:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key}: expected a positive integer, got {getattr(self, key)!r}")
@@ -62,6 +66,11 @@ class LearnConfig:
         for key in ("lr", "lambda_cycle", "lambda_identity", "lambda_low", "lambda_adv", "low_sigma"):
             if not getattr(self, key) >= 0:
                 raise ValueError(f"{key}: expected a number >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout: expected a share in [0, 1), got {self.holdout!r}")
+        lo, hi = self.strength_range
+        if not 0 <= lo <= hi:
+            raise ValueError(f"strength_range: expected 0 <= lo <= hi, got {list(self.strength_range)}")
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {list(METHODS)}, got {self.method!r}")
         if self.interp not in INTERPS:
@@ -81,10 +90,13 @@ class LearnConfig:
 @dataclass
 class Run:
     """What the loop carries: the nets (g, d for dsgan; g, f, dx, dy for cyclegan), the optimizers of
-    the generators and of the discriminators, the pools of past fakes, losses, the next step."""
+    the generators and of the discriminators, the pools of past fakes, losses, the next step, the
+    selection curve ([step, distance]) and the best step's G weights (`select.py`)."""
     nets: dict[str, nn.Module]
     optim_g: torch.optim.Optimizer
     optim_d: torch.optim.Optimizer
     pools: dict[str, ImagePool]
     history: list[list[float]]
     step: int = 0
+    curve: list[list[float]] = field(default_factory=list)
+    best_params: dict[str, Any] | None = None

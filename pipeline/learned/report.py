@@ -1,4 +1,4 @@
-"""OUT/report.md of a learn-degradation run: the run, its losses, statistics of clean / learned / real
+"""OUT/report.md of a learn-degradation run: the run, the selection curve, its losses, statistics of clean / learned / real
 LR (`stats.py`) and OUT/samples.png, a grid of clean LR (top), the learned degrader's LR of the same
 crops (middle) and real LR crops (bottom, other scenes: the domains are unpaired)."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.io.atomic import atomic_write_bytes, atomic_write_text
 from pipeline.io.images import encode_png
 
+from .select import curve_lines
 from .stats import STATS, set_stats
 from .train import losses_of
 
@@ -46,6 +47,18 @@ def sample_grid(clean: list[np.ndarray], learned: list[np.ndarray], real: list[n
     return np.concatenate([row(clean), row(learned), row(real)], axis=0)
 
 
+def selection_lines(summary) -> list[str]:
+    """What was selected and why, then the curve; one line with holdout 0."""
+    if summary.selected is None:
+        return ["No selection (holdout 0): `degrader.pth` is G at the last step."]
+    head = (f"`degrader.pth` is G at step {summary.selected}, the step whose preset LR of the held-out HR comes "
+            "closest to the held-out real LR (`pipeline.calibrate` fingerprint distance). ")
+    head += ("No step beat step 0, where G is the identity: the learned G adds nothing here, and the preset "
+             "is resize + codec in effect." if summary.selected == 0 else
+             f"Step 0 (G = identity, resize + codec alone) scored {summary.curve[0][1]:.4f}.")
+    return [head, ""] + curve_lines(summary.curve, summary.selected)
+
+
 def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> None:
     """OUT/report.md and OUT/samples.png (atomic each)."""
     learned = degrade_all(net, summary.clean, jpeg_quality=cfg.jpeg_quality)
@@ -57,6 +70,7 @@ def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> No
              + f"; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in dataclasses.asdict(cfg).items()]
+    lines += ["", "## Selection on the held-out files (pipeline/learned/select.py)", ""] + selection_lines(summary)
     names = losses_of(cfg.method)
     lines += ["", "## Losses (step: value)", "", "| step | " + " | ".join(names) + " |",
               "|---" * (len(names) + 1) + "|"]
