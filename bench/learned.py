@@ -7,7 +7,8 @@
    - REAL: whole photos, degraded → the real LR the degrader learns from (domain Y);
    - HR: other photos, clean → the HR the degrader downscales (domain X);
    - HELD: 160 px HR tiles of a third group, never seen in training, and their real LR.
-2. `realsynth learn-degradation` on REAL and HR for `--steps` steps (its defaults otherwise), on the CPU.
+2. `realsynth learn-degradation` on REAL and HR for `--steps` steps (its defaults otherwise, so it holds
+   one file of each out to select the step, `--holdout`), on the CPU; the output names the selected step.
 3. LR of the HELD tiles by (a) a clean x4 area resize, (b) the default preset realesrgan-x4plus,
    (c) the learned preset (OUT/preset.yaml: resize_lr + learned, α in [0.8, 1.0]), (d) with
    `--calibrated PRESET`, a calibrated preset (`realsynth calibrate OUT/real_lr CAL --hr OUT/hr` makes
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--adv", type=float, default=0.002, help="learn-degradation --adv (0.002)")
     ap.add_argument("--noise", type=int, default=3, help="learn-degradation --noise (3)")
     ap.add_argument("--identity", type=float, default=0.5, help="learn-degradation --identity (0.5)")
+    ap.add_argument("--holdout", type=float, default=0.25, help="learn-degradation --holdout (0.25; 0: last step)")
     ap.add_argument("--reuse", action="store_true", help="keep OUT/run from an earlier run (the table only)")
     ap.add_argument("--calibrated", type=Path, metavar="PRESET",
                     help="also a calibrated preset, e.g. from `realsynth calibrate OUT/real_lr CAL --hr OUT/hr`")
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     reused = args.reuse and (run / "preset.yaml").is_file()
     learn = ["learn-degradation", str(real), str(run), "--hr", str(hr), "--scale", str(SCALE), "--steps",
              str(args.steps), "--seed", str(args.seed), "--save-every", "100", "--identity", str(args.identity),
-             "--method", args.method, "--jpeg", args.jpeg, "--adv", str(args.adv), "--noise", str(args.noise), "--force"]
+             "--method", args.method, "--jpeg", args.jpeg, "--adv", str(args.adv), "--noise", str(args.noise),
+             "--holdout", str(args.holdout), "--force"]
     if not reused and cli_main(learn) != 0:
         raise SystemExit("learn-degradation failed")
     train_s = time.perf_counter() - t0
@@ -148,6 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         sets["calibrated preset (realsynth calibrate)"] = [apply_recipe(t, sample_recipe(calibrated, args.seed, k, 0))
                                                            for k, t in held.items()]
     label, dist = fingerprint_fn()
+    from pipeline.learned.op import load_degrader
+    meta = load_degrader(run / "degrader.pth")[1]
+    if "selected_step" in meta:
+        trained += (f"; selected step {meta['selected_step']} (held-out distance {meta['distance']:.3f}, "
+                    f"step 0 = no G {meta['identity_distance']:.3f})")
     print(f"\nhidden degradation {HIDDEN}; {len(held)} held-out tiles of {TILE} px (x{SCALE}); "
           f"learn-degradation {args.steps} steps: {trained}; fingerprint: {label}\n")
     print("| LR of the held-out HR | distance to held-out real LR | local-stats distance | chroma Δ | "
