@@ -8,7 +8,7 @@
    - HR: other photos, clean → the HR the degrader downscales (domain X);
    - HELD: 160 px HR tiles of a third group, never seen in training, and their real LR.
 2. `realsynth learn-degradation` on REAL and HR for `--steps` steps (its defaults otherwise, so it holds
-   one file of each out to select the step, `--holdout`), on the CPU; the output names the selected step.
+   an edge band of every image out to select the step, `--holdout`), on the CPU; the output names the selected step.
 3. LR of the HELD tiles by (a) a clean x4 area resize, (b) the default preset realesrgan-x4plus,
    (c) the learned preset (OUT/preset.yaml: resize_lr + learned, α in [0.8, 1.0]), (d) with
    `--calibrated PRESET`, a calibrated preset (`realsynth calibrate OUT/real_lr CAL --hr OUT/hr` makes

@@ -17,7 +17,8 @@ from pipeline.degrade.preset import dump_preset, parse_preset
 from pipeline.degrade.run import replay_sample
 from pipeline.io.images import encode_png
 from pipeline.learned.op import degrade_lr, learned_preset, load_degrader
-from pipeline.learned.select import Selector, best_point, holdout_split
+from pipeline.learned.data import random_crops
+from pipeline.learned.select import EDGES, Selector, band_edge, best_point, holdout_bands, split_band
 from pipeline.learned.train import DEGRADER, TRAIN_STATE, LearnConfig, learn_degradation, save_degrader
 from pipeline.models.cyclegan import CycleGANGenerator
 
@@ -111,7 +112,8 @@ def test_selection_is_seeded_scores_step_0_and_writes_the_same_bytes(domains, tm
     a, b = (learn_degradation(real, hr, tmp_path / n, cfg) for n in "ab")
     assert [p[0] for p in a.curve] == [0, 2, 4] and all(np.isfinite(p[1]) for p in a.curve)
     assert a.curve == b.curve and a.selected == b.selected == best_point(a.curve)[0]
-    assert len(a.clean) == len(a.real) == 2  # one of the three files of each folder held out
+    assert len(a.clean) == len(a.real) == 3  # every file trains, less its held-out band
+    assert all(c.shape[0] * c.shape[1] < 36 * 40 for c in a.clean) and all(r.shape[0] * r.shape[1] < 40 * 48 for r in a.real)
     assert (tmp_path / "a" / DEGRADER).read_bytes() == (tmp_path / "b" / DEGRADER).read_bytes()
     _, meta = load_degrader(tmp_path / "a" / DEGRADER)
     assert meta["selected_step"] == a.selected and meta["identity_distance"] == a.curve[0][1]
@@ -149,16 +151,36 @@ def test_the_best_step_is_written_and_step_0_is_the_identity(domains, tmp_path, 
     assert off.selected is None and off.curve == [] and len(off.clean) == 3
 
 
-def test_holdout_split_is_seeded_and_refuses_a_folder_it_would_empty():
-    keys = [f"k{i}" for i in range(8)]
-    train, held = holdout_split(keys, 0.25, 0, "hr", "HR")
-    assert len(held) == 2 and sorted(train + held) == list(range(8))
-    assert holdout_split(keys, 0.25, 0, "hr", "HR") == (train, held)
-    assert any(holdout_split(keys, 0.25, seed, "hr", "HR")[1] != held for seed in (1, 2, 3))
-    assert holdout_split(keys, 0.0, 0, "hr", "HR") == (list(range(8)), [])
-    with pytest.raises(ValueError, match=re.escape("real/: 1 image(s); selection holds out 1 (--holdout 0.25) and "
-                                                   "needs at least one more to train on: add images or pass --holdout 0")):
-        holdout_split(["a"], 0.25, 0, "real_lr", "real/")
+@pytest.mark.parametrize("edge", EDGES)
+def test_training_crops_never_touch_the_held_out_band(edge):
+    img = np.zeros((75, 112, 3), np.uint8)  # a bench-sized real LR; the band painted 255 by the test's own arithmetic
+    axis = 0 if edge in ("top", "bottom") else 1
+    side = img.shape[axis]
+    n = max(8, round(0.25 * side / 8) * 8)
+    cut = n if edge in ("top", "left") else (side - n) // 8 * 8
+    band = slice(0, cut) if edge in ("top", "left") else slice(cut, side)
+    img[(band, slice(None)) if axis == 0 else (slice(None), band)] = 255
+    rest, held = split_band(img, 0.25, edge, 8, 32, "real/: p0.png")
+    assert cut % 8 == 0 and (held == 255).all() and (rest == 0).all()
+    assert rest.shape[axis] + held.shape[axis] == side and rest.shape[1 - axis] == held.shape[1 - axis] == img.shape[1 - axis]
+    crops = random_crops([rest], 200, 32, np.random.default_rng(0), align=8)
+    assert crops.max() == 0
+
+
+def test_holdout_bands_are_seeded_per_image_and_refuse_an_image_too_small():
+    keys, images = [f"k{i}" for i in range(8)], [np.full((64, 64, 3), i, np.uint8) for i in range(8)]
+    edges = [band_edge(0, "hr", k) for k in keys]
+    assert edges == [band_edge(0, "hr", k) for k in keys] and len(set(edges)) > 1
+    assert any([band_edge(s, "hr", k) for k in keys] != edges for s in (1, 2, 3))
+    rests, bands = holdout_bands(keys, images, 0.25, 0, "hr", 8, 16, "HR")
+    again = holdout_bands(keys, images, 0.25, 0, "hr", 8, 16, "HR")
+    assert all(r.tobytes() == a.tobytes() for r, a in zip(rests + bands, again[0] + again[1]))
+    assert all(b.size == 64 * 16 * 3 and r.size == 64 * 48 * 3 for r, b in zip(rests, bands))
+    assert holdout_bands(keys, images, 0.0, 0, "hr", 8, 16, "HR") == (images, [])
+    with pytest.raises(ValueError, match=re.escape(
+            "real/: a.png is 48x40 px; --holdout 0.25 holds out a band of 8 px at the bottom and leaves 32 px, "
+            "under the 40 px a training crop needs: use larger images, a smaller --crop or --holdout 0")):
+        split_band(np.zeros((40, 48, 3), np.uint8), 0.25, "bottom", 8, 40, "real/: a.png")
 
 
 def test_config_errors_name_the_key():
@@ -263,7 +285,7 @@ def test_cli_learns_writes_a_usable_preset_and_refuses_a_finished_out(domains, t
     preset = parse_preset(yaml.safe_load((out / "preset.yaml").read_text()))
     assert [s.op for s in preset.items] == ["resize_lr", "learned"]
     report = (out / "report.md").read_text()
-    assert "| learned LR |" in report and "## Selection on the held-out files" in report
+    assert "| learned LR |" in report and "## Selection on the held-out bands" in report
     assert re.search(r"^\| 0 \| \d+\.\d{4} \| G = identity: resize \+ codec, no G", report, re.M)
     assert re.search(r"^\| 2 \| \d+\.\d{4} \|", report, re.M) and report.count("**selected**") == 1
     assert "selected step" in capsys.readouterr().out

@@ -51,7 +51,7 @@ def _learn(args: argparse.Namespace) -> int:
     atomic_write_text(out / "preset.yaml", dump_preset(parse_preset(data, f"{out / 'preset.yaml'}: ")))
     write_report(out, cfg, summary, net, real_lr=args.real_lr, hr=args.hr)
     if summary.selected is not None:
-        print(f"learn-degradation: selected step {summary.selected} of {summary.steps} on the held-out files"
+        print(f"learn-degradation: selected step {summary.selected} of {summary.steps} on the held-out bands"
               + (": G never beat resize + codec alone, so the degrader is G at step 0, the identity"
                  if summary.selected == 0 else ""))
     print(f"learn-degradation: {summary.steps} steps -> {out / DEGRADER}; preset {out / 'preset.yaml'}; "
@@ -89,8 +89,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="crops per domain per step (4)")
     p.add_argument("--save-every", type=int, default=50, metavar="N", help="steps between train.pth saves (50)")
     p.add_argument("--holdout", type=float, default=0.25, metavar="F",
-                   help="share of REAL_LR's and HR's files held out to pick the best step by fingerprint "
-                        "distance, step 0 (no G) included (0.25; 0: no selection, the last step)")
+                   help="share of every REAL_LR and HR image held out as a band along one edge (drawn per "
+                        "image from the seed; no training crop touches it) to pick the best step by "
+                        "fingerprint distance, step 0 (no G) included (0.25; 0: no selection, the last step)")
     p.add_argument("--eval-every", type=int, default=50, metavar="N", help="steps between selection scores (50)")
     p.add_argument("--num-feat", type=int, default=32, metavar="F", help="generator width (32)")
     p.add_argument("--num-block", type=int, default=4, metavar="N", help="generator ResNet blocks (4)")

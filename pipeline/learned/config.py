@@ -50,7 +50,7 @@ class LearnConfig:
     lambda_identity: float = 0.5  # cyclegan: × lambda_cycle, the paper's convention; 0 disables
     pool_size: int = 50           # past fakes shown to the discriminators; 0 disables
     threads: int = 1              # torch CPU threads during the run: part of what decides the bytes
-    holdout: float = 0.25         # share of each input folder held out for checkpoint selection; 0: none
+    holdout: float = 0.25         # share of every image held out (an edge band) for checkpoint selection; 0: none
     eval_every: int = 50          # steps between selection scores (`select.py`)
     strength_range: tuple[float, float] = (0.8, 1.0)  # the preset's α, as scored and as written
 

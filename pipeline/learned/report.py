@@ -47,12 +47,13 @@ def sample_grid(clean: list[np.ndarray], learned: list[np.ndarray], real: list[n
     return np.concatenate([row(clean), row(learned), row(real)], axis=0)
 
 
-def selection_lines(summary) -> list[str]:
+def selection_lines(summary, cfg) -> list[str]:
     """What was selected and why, then the curve; one line with holdout 0."""
     if summary.selected is None:
         return ["No selection (holdout 0): `degrader.pth` is G at the last step."]
-    head = (f"`degrader.pth` is G at step {summary.selected}, the step whose preset LR of the held-out HR comes "
-            "closest to the held-out real LR (`pipeline.calibrate` fingerprint distance). ")
+    head = (f"`degrader.pth` is G at step {summary.selected}, the step whose preset LR of the held-out HR bands "
+            "comes closest to the held-out real LR bands (`pipeline.calibrate` fingerprint distance; a band of "
+            f"{cfg.holdout:g} of every image along one edge, never in a training crop). ")
     head += ("No step beat step 0, where G is the identity: the learned G adds nothing here, and the preset "
              "is resize + codec in effect." if summary.selected == 0 else
              f"Step 0 (G = identity, resize + codec alone) scored {summary.curve[0][1]:.4f}.")
@@ -70,7 +71,7 @@ def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> No
              + f"; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in dataclasses.asdict(cfg).items()]
-    lines += ["", "## Selection on the held-out files (pipeline/learned/select.py)", ""] + selection_lines(summary)
+    lines += ["", "## Selection on the held-out bands (pipeline/learned/select.py)", ""] + selection_lines(summary, cfg)
     names = losses_of(cfg.method)
     lines += ["", "## Losses (step: value)", "", "| step | " + " | ".join(names) + " |",
               "|---" * (len(names) + 1) + "|"]

@@ -2,8 +2,12 @@
 data: a GAN's last step is not its best (the adversarial game drifts), and a generator can end up
 further from the real LR than no generator at all.
 
-- `holdout_split`: a seeded share (`holdout`, at least one file) of each input folder is held out of
-  training: real LR files (the target) and HR files (the inputs G is scored on);
+- `split_band`: a band along one edge of every image (the edge drawn per image from the seed, its
+  folder's role and the image's key; `holdout` of that side, on the 8 px LR grid) is held out of
+  training: bands of the real LR (the target) and of the HR (the inputs G is scored on); training
+  crops come from the rest alone. Every scene thus appears on both sides, so the score follows the
+  degradation, not which scenes were held out (whole held-out files did: one mostly black HR
+  against a street scene decided the pick);
 - `Selector.score`: a candidate G, written as a degrader file, degrades the held-out HR through the
   very preset the run writes (`op.learned_preset`: resize_lr, the `learned` step with α drawn from
   `strength_range`, the codec), and the score is `pipeline.calibrate`'s fingerprint distance of
@@ -12,7 +16,7 @@ further from the real LR than no generator at all.
   no G" — and every `eval_every` steps and the last, and keeps the best step's weights (the
   earliest on a tie) as OUT/degrader.pth. When no step beats step 0, the degrader is the identity G
   and the preset is resize + codec in effect: never further than that baseline on the held-out set.
-Scoring uses at most EVAL_IMAGES images of each held-out folder, the HR as central crops of
+Scoring uses at most EVAL_IMAGES bands of each folder, as central crops of at most
 EVAL_SIDE LR px, so its cost does not grow with the user's photos.
 """
 from __future__ import annotations
@@ -25,23 +29,47 @@ import numpy as np
 from pipeline.seeding import LEARNED, rng_for
 
 EVAL_IMAGES = 16   # held-out images per domain that a score looks at (evenly spaced)
-EVAL_SIDE = 256    # LR px: side of the central crop of a held-out image
+EVAL_SIDE = 256    # LR px: side of the central crop of a held-out band
+EDGES = ("top", "bottom", "left", "right")
+GRID = 8           # LR px: band boundaries on the JPEG grid
+HOLDOUT_SPLIT = "edge band per image"  # in the run identity: a state from the old whole-file split is not resumed
 
 
-def holdout_split(keys: list[str], fraction: float, seed: int, role: str, where: str) -> tuple[list[int], list[int]]:
-    """(train, held) indices into `keys`: round(fraction·n) files, at least one, drawn from `seed` and
-    the folder's `role` ("hr", "real_lr"; not its path, so a moved folder splits the same); fraction 0
-    holds out nothing.
-    Raises ValueError naming `where` when holding out would leave no file to train on."""
+def band_edge(seed: int, role: str, key: str) -> str:
+    """The edge whose band is held out of image `key`, drawn from `seed`, the folder's `role` ("hr",
+    "real_lr"; not its path, so a moved folder splits the same) and the key."""
+    return EDGES[int(rng_for(LEARNED, seed, f"holdout/{role}/{key}").integers(len(EDGES)))]
+
+
+def split_band(img: np.ndarray, fraction: float, edge: str, align: int, min_rest: int,
+               where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, band): the band along `edge` of about `fraction` of that side (at least `align` px), its
+    boundary on the `align` grid, so the rest of a top/left band starts on the grid (a JPEG's 8 px
+    phase kept in the training crops) and a bottom/right band starts on it.
+    Raises ValueError naming `where` when the rest is under `min_rest` px on a side."""
+    axis = 0 if edge in ("top", "bottom") else 1
+    side = img.shape[axis]
+    n = max(align, int(round(fraction * side / align)) * align)
+    cut = n if edge in ("top", "left") else max(0, side - n) // align * align
+    rest_side = side - cut if edge in ("top", "left") else cut
+    if min(rest_side, img.shape[1 - axis]) < min_rest:
+        raise ValueError(f"{where} is {img.shape[1]}x{img.shape[0]} px; --holdout {fraction} holds out a band "
+                         f"of {side - rest_side} px at the {edge} and leaves {rest_side} px, under the "
+                         f"{min_rest} px a training crop needs: use larger images, a smaller --crop or --holdout 0")
+    first, second = (img[:cut], img[cut:]) if axis == 0 else (img[:, :cut], img[:, cut:])
+    band, rest = (first, second) if edge in ("top", "left") else (second, first)
+    return np.ascontiguousarray(rest), np.ascontiguousarray(band)
+
+
+def holdout_bands(keys: list[str], images: list[np.ndarray], fraction: float, seed: int, role: str,
+                  align: int, min_rest: int, where: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(rests, bands) of every image (`split_band`, the edge from `band_edge`); with fraction 0 the
+    images whole and no bands."""
     if fraction <= 0:
-        return list(range(len(keys))), []
-    n_held = max(1, round(fraction * len(keys)))
-    if n_held >= len(keys):
-        raise ValueError(f"{where}: {len(keys)} image(s); selection holds out {n_held} (--holdout {fraction}) "
-                         "and needs at least one more to train on: add images or pass --holdout 0")
-    order = rng_for(LEARNED, seed, f"holdout/{role}").permutation(len(keys))
-    held = sorted(int(i) for i in order[:n_held])
-    return sorted(set(range(len(keys))) - set(held)), held
+        return list(images), []
+    pairs = [split_band(img, fraction, band_edge(seed, role, k), align, min_rest, f"{where}: {k}")
+             for k, img in zip(keys, images)]
+    return [r for r, _ in pairs], [b for _, b in pairs]
 
 
 def central(img: np.ndarray, side: int, align: int) -> np.ndarray:

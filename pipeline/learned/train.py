@@ -9,8 +9,8 @@ own seeded generators (saved with them); the same seed and inputs give the same 
 same CPU and thread count. `OUT/train.pth` (nets, optimizers, pools, losses, step, the selection
 curve and best weights, the run's identity) is written atomically every `save_every` steps; a rerun
 with the same identity resumes there, and ends with the bytes of an uninterrupted run. With
-`holdout` > 0 a share of each folder is held out and OUT/degrader.pth is the step whose G comes
-closest to the held-out real LR, step 0 (G = identity) included (`select.py`).
+`holdout` > 0 an edge band of every image is held out and OUT/degrader.pth is the step whose G
+comes closest to the held-out real LR, step 0 (G = identity) included (`select.py`).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from .config import LearnConfig, Run
 from .data import check_sizes, clean_lr, random_crops, read_folder
 from .nets import draw_noise, to_tensor
 from .op import DEGRADER_FORMAT, DEGRADER_KIND
-from .select import Selector, best_point, holdout_split
+from .select import GRID, HOLDOUT_SPLIT, Selector, best_point, holdout_bands
 
 TRAIN_STATE = "train.pth"
 DEGRADER = "degrader.pth"
@@ -70,9 +70,9 @@ def train_step(run: Run, xs: list[np.ndarray], ys: list[np.ndarray], cfg: LearnC
 
 def run_identity(cfg: LearnConfig, x_digest: str, y_digest: str) -> dict[str, Any]:
     """What a run computes: the config minus OPERATIONAL keys (as JSON reads it back: tuples as lists)
-    and the two input sets' digests."""
+    the two input sets' digests and how selection splits them (`select.HOLDOUT_SPLIT`)."""
     config = json.loads(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}))
-    return {"config": config, "hr_sha256": x_digest, "real_lr_sha256": y_digest}
+    return {"config": config, "hr_sha256": x_digest, "real_lr_sha256": y_digest, "holdout_split": HOLDOUT_SPLIT}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -96,7 +96,7 @@ def load_run(path: Path, run: Run, identity: dict[str, Any]) -> None:
         old = json.loads(state.get("identity", "{}"))
         diff = sorted(k for k in set(old.get("config", {})) | set(identity["config"])
                       if old.get("config", {}).get(k) != identity["config"].get(k))
-        diff += [k for k in ("hr_sha256", "real_lr_sha256") if old.get(k) != identity[k]]
+        diff += [k for k in ("hr_sha256", "real_lr_sha256", "holdout_split") if old.get(k) != identity[k]]
         raise ValueError(f"{path}: a training state of another run (differs in {diff}); "
                          "pass --force to start over")
     for k, net in run.nets.items():
@@ -153,33 +153,34 @@ class Summary:
 class Domains:
     xs: list[np.ndarray]        # clean LR of the training HR
     ys: list[np.ndarray]        # the training real LR
-    selector: Selector | None   # scores G on the held-out files (None with holdout 0)
+    selector: Selector | None   # scores G on the held-out bands (None with holdout 0)
     identity: dict[str, Any]
 
 
 def read_domains(real_lr: Path, hr: Path, cfg: LearnConfig) -> Domains:
-    """Both folders, split into training and held-out files (`select.holdout_split`), the training
-    HR downscaled. Raises FileNotFoundError / ValueError (see `learn_degradation`)."""
+    """Both folders, each image split into its training rest and its held-out edge band
+    (`select.holdout_bands`; bands on the 8 px LR grid), the training HR downscaled.
+    Raises FileNotFoundError / ValueError (see `learn_degradation`)."""
     y_keys, ys, y_digest = read_folder(real_lr)
     x_keys, hrs, x_digest = read_folder(hr)
-    x_train, x_held = holdout_split(x_keys, cfg.holdout, cfg.seed, "hr", str(hr))
-    y_train, y_held = holdout_split(y_keys, cfg.holdout, cfg.seed, "real_lr", str(real_lr))
-    xs = [clean_lr(hrs[i], cfg.scale, cfg.interp) for i in x_train]
-    check_sizes([x_keys[i] for i in x_train], xs, cfg.crop, f"{hr} (downscaled x{cfg.scale})")
-    check_sizes([y_keys[i] for i in y_train], [ys[i] for i in y_train], cfg.crop, str(real_lr))
-    selector = Selector(cfg, [x_keys[i] for i in x_held], [hrs[i] for i in x_held],
-                        [ys[i] for i in y_held]) if x_held else None
-    return Domains(xs, [ys[i] for i in y_train], selector, run_identity(cfg, x_digest, y_digest))
+    x_rest, x_held = holdout_bands(x_keys, hrs, cfg.holdout, cfg.seed, "hr", GRID * cfg.scale,
+                                   cfg.crop * cfg.scale, f"{hr} (HR px; the crop is {cfg.crop} LR px at x{cfg.scale})")
+    y_rest, y_held = holdout_bands(y_keys, ys, cfg.holdout, cfg.seed, "real_lr", GRID, cfg.crop, str(real_lr))
+    xs = [clean_lr(img, cfg.scale, cfg.interp) for img in x_rest]
+    check_sizes(x_keys, xs, cfg.crop, f"{hr} (downscaled x{cfg.scale})")
+    check_sizes(y_keys, y_rest, cfg.crop, str(real_lr))
+    selector = Selector(cfg, x_keys, x_held, y_held) if x_held else None
+    return Domains(xs, y_rest, selector, run_identity(cfg, x_digest, y_digest))
 
 
 def learn_degradation(real_lr: Path, hr: Path, out: Path, cfg: LearnConfig,
                       log: Callable[[str], None] = lambda s: None) -> Summary:
     """Train (or resume) in `out`; writes out/train.pth as it goes and out/degrader.pth at the end:
-    the best step's G on the held-out files (`select.py`), or the last G with holdout 0.
+    the best step's G on the held-out bands (`select.py`), or the last G with holdout 0.
 
     Raises:
         FileNotFoundError: a missing or empty input folder.
-        ValueError: an image smaller than the crop; a folder too small to hold a file out;
+        ValueError: an image smaller than the crop, or than a band and the crop;
             out/train.pth from another run.
     """
     dom = read_domains(real_lr, hr, cfg)
