@@ -16,7 +16,7 @@ import hashlib
 import numpy as np
 
 # Domain tags keep the streams of different uses apart even for equal (seed, epoch, key).
-WINDOWS, ORDER, AUGMENT, SPLIT_ORDER = 1, 2, 3, 4
+WINDOWS, ORDER, AUGMENT, SPLIT_ORDER, LEARNED = 1, 2, 3, 4, 5  # LEARNED: learn-degradation's steps
 
 
 def sha256_int(text: str, byteorder: str = "little") -> int:

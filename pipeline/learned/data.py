@@ -5,7 +5,8 @@
   will be applied to in a preset (`resize_lr` with the same interpolation, then `learned`);
 - Y, real LR: the user's photos as read (8-bit RGB).
 A step's batch is `batch_size` random crops of `crop` px (and a coin for a horizontal flip) from each
-domain, drawn from a generator seeded by (seed, step) alone: a resumed run sees the same batches.
+domain, drawn from `pipeline.seeding.rng_for(LEARNED, seed, step)` alone: a resumed run sees the same
+batches.
 """
 from __future__ import annotations
 
@@ -57,18 +58,30 @@ def check_sizes(keys: list[str], images: list[np.ndarray], crop: int, where: str
                              "use a smaller --crop or larger images")
 
 
-def random_crops(images: list[np.ndarray], n: int, crop: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, crop, crop, 3) uint8: per crop an image, a corner and a flip coin, in that order."""
+def random_crops(images: list[np.ndarray], n: int, crop: int, rng: np.random.Generator,
+                 align: int = 1) -> np.ndarray:
+    """(n, crop, crop, 3) uint8: per crop an image, a corner (a multiple of `align` on each axis) and a
+    flip coin, in that order. The real LR is cropped with align 8: a JPEG's 8×8 grid then sits at the
+    same phase in every crop, as in a whole image and in the fakes coded in the loop."""
     out = np.empty((n, crop, crop, 3), np.uint8)
     for i in range(n):
         img = images[int(rng.integers(len(images)))]
-        y = int(rng.integers(img.shape[0] - crop + 1))
-        x = int(rng.integers(img.shape[1] - crop + 1))
+        y = align * int(rng.integers((img.shape[0] - crop) // align + 1))
+        x = align * int(rng.integers((img.shape[1] - crop) // align + 1))
         patch = img[y:y + crop, x:x + crop]
         out[i] = patch[:, ::-1] if rng.random() < 0.5 else patch
     return out
 
 
-def step_rng(seed: int, step: int, stream: int) -> np.random.Generator:
-    """The generator of one step's draws: stream 0 the crops, 1 the image pools."""
-    return np.random.default_rng([int(seed), int(step), int(stream)])
+
+def real_jpeg_quality(path: str | Path) -> int:
+    """The libjpeg quality of the real LR's codec, for the codec in the loop (`--jpeg auto`): the
+    rounded mean of `pipeline.calibrate`'s `jpeg_quality` (from the files' tables, or fitted to the
+    decoded pixels' DCT steps) when at least half of the images show a JPEG grid; else 0 (none)."""
+    from pipeline.calibrate.fingerprint import fingerprint
+
+    fp = fingerprint(Path(path))
+    share, quality = fp.get("jpeg_grid_share", float("nan")), fp.get("jpeg_quality", float("nan"))
+    if not share >= 0.5 or not np.isfinite(quality):
+        return 0
+    return int(min(100, max(1, round(quality))))

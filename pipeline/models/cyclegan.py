@@ -46,7 +46,9 @@ class CycleGANGenerator(nn.Module):
     """Same-size image-to-image generator: (B, C, H, W) in [0, 1] → (B, C, H, W), any H and W.
 
     Args:
-        num_in_ch, num_out_ch: channels (equal when `residual`).
+        num_in_ch, num_out_ch: channels; with `residual`, num_in_ch >= num_out_ch and the output is
+            the first num_out_ch input channels plus the change (the others are conditioning, e.g.
+            the learned degrader's noise channels).
         num_feat: channels of the first conv (the paper: 64; small default for CPU training).
         num_block: ResNet blocks (the paper: 6 at 128 px, 9 at 256 px).
         num_down: stride-2 downsamplings before the blocks (the paper: 2); inputs are reflect-padded
@@ -74,8 +76,8 @@ class CycleGANGenerator(nn.Module):
                 raise ValueError(f"cyclegan {name} must be an int >= {lo}, got {value!r}")
         if norm not in NORMS:
             raise ValueError(f"cyclegan norm must be one of {list(NORMS)}, got {norm!r}")
-        if residual and num_in_ch != num_out_ch:
-            raise ValueError(f"cyclegan residual needs num_in_ch == num_out_ch, got {num_in_ch} and {num_out_ch}")
+        if residual and num_in_ch < num_out_ch:
+            raise ValueError(f"cyclegan residual needs num_in_ch >= num_out_ch, got {num_in_ch} and {num_out_ch}")
         self.num_down, self.residual = num_down, residual
         bias = norm != "batch"
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(num_in_ch, num_feat, 7, bias=bias),
@@ -110,4 +112,6 @@ class CycleGANGenerator(nn.Module):
         return self._raw(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self._raw(x) if self.residual else (self._raw(x) + 1.0) * 0.5
+        if self.residual:
+            return x[:, :self.conv_last[1].out_channels] + self._raw(x)
+        return (self._raw(x) + 1.0) * 0.5
