@@ -216,9 +216,12 @@ class ShardSet:
 
     def member(self, key: str, ext: str) -> Member:
         """Where member `<key>.<ext>` lies, for reading it in another process without the index."""
-        row = self.row(key)
+        return self.member_at(self.row(key), ext)
+
+    def member_at(self, row: int, ext: str) -> Member:
+        """`member` of sample number `row` (no key → row table is built for it)."""
         offset, size = self._span(row, ext)
-        return Member(self.path / self.shard_at(row), key, ext, offset, size)
+        return Member(self.path / self.shard_at(row), self.keys[row], ext, offset, size)
 
     def locate(self, keys: Iterable[str], ext: str) -> dict[str, tuple[str, int, int]]:
         """(shard, offset, size) of member `<key>.<ext>` for each key, for `read_member`.
