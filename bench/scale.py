@@ -107,6 +107,7 @@ def project(root: Path, workers: int) -> None:
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / ".dvcignore", root / ".dvcignore")
     (root / "data" / "real").mkdir(parents=True)
+    (root / "presets").mkdir()
     (root / "data" / "real" / "README").write_text("no real pairs in this benchmark\n")
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in ("degrade", "shard"):
@@ -115,10 +116,10 @@ def project(root: Path, workers: int) -> None:
                                                   sort_keys=False))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["degrade"] = {**{k: v for k, v in params["degrade"].items() if not isinstance(v, dict)},
-                         "preset": "scale-bench.yaml", "backend": "reference", "workers": workers, "examples": 4}
+                         "preset": "presets/scale-bench.yaml", "backend": "reference", "workers": workers, "examples": 4}
     params["shard"].update(patch_size=TILE, patches_per_pair=1, val_patches_per_pair=1, workers=workers)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "scale-bench.yaml").write_text(yaml.safe_dump(PRESET, sort_keys=False))
+    (root / "presets" / "scale-bench.yaml").write_text(yaml.safe_dump(PRESET, sort_keys=False))
     (root / "rss.py").write_text(RSS)
     (root / ".gitignore").write_text("rss-*.json\n")
 

@@ -12,7 +12,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -87,8 +87,9 @@ def worker_pool(workers: int = 0, initializer: Callable[..., None] | None = None
 
 
 def ordered_map(fn: Callable[[A], R], items: Iterable[A], *, workers: int = 0, desc: str = "") -> Iterator[R]:
-    """`map(fn, items)` on a one-off `worker_pool` (at most one worker per item)."""
-    items = list(items)
+    """`map(fn, items)` on a one-off `worker_pool` (at most one worker per item). A Sequence is
+    taken as it is, each item made as a worker takes it (a plan that makes its jobs on demand)."""
+    items = items if isinstance(items, Sequence) else list(items)
     with worker_pool(min(resolve_workers(workers), max(1, len(items)))) as pmap:
         yield from pmap(fn, items, desc=desc)
 

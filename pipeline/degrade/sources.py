@@ -38,7 +38,7 @@ class Source:
     sha256: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per sample is planned, so its size is the plan's
 class Job:
     """One LR sample to make: HR tile `hr_key`, variant `variant`."""
     hr_key: str
@@ -87,9 +87,12 @@ def open_source(inp: Path) -> Source:
         index = shards.index
         if "size_hr_png" not in index.columns:
             raise ValueError(f"{inp / INDEX}: no 'hr.png' members (is {inp} an HR shard set?)")
-        splits = dict(zip(index["key"], index["split"])) if "split" in index.columns else {}
-        digests = dict(zip(index["key"], index["sha256"])) if "sha256" in index.columns else {}
-        return Source(inp, True, tuple(sorted(index["key"])), splits, {}, digests)
+        keys = index["key"].tolist()  # one str per key, shared by the tables below
+        names: dict[str, str] = {}  # one str per split name
+        splits = ({k: names.setdefault(v, v) if isinstance(v, str) else v for k, v in zip(keys, index["split"].tolist())}
+                  if "split" in index.columns else {})
+        digests = dict(zip(keys, index["sha256"].tolist())) if "sha256" in index.columns else {}
+        return Source(inp, True, tuple(sorted(keys)), splits, {}, digests)
     files: dict[str, Path] = {}
     for path in sorted(p for p in inp.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         key = folder_key(path.relative_to(inp))

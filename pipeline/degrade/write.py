@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.io.columns import Columns
 from pipeline.io.images import encode_png
 from pipeline.io.shards import Sample, write_shard_set
 
@@ -36,7 +37,7 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str]] = []
-    written: list[tuple[str, str | None]] = []
+    written = Columns()  # key, hr_sha256 of each written sample, for the manifest (a few bytes each)
     examples: list[Result] = []
     every = max(1, n_jobs // max(cfg.examples, 1))
 
@@ -48,13 +49,13 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
                 continue
             if cfg.examples and i % every == 0 and len(examples) < cfg.examples:
                 examples.append(res)
-            written.append((res.key, res.hr_sha256))
+            written.add({"key": res.key, "hr_sha256": res.hr_sha256})
             yield res.sample
 
     import pandas as pd
     index = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
     pd.DataFrame(skipped, columns=["key", "reason"]).to_csv(out / "skipped.csv", index=False)
-    write_manifest(out, ctx, written)
+    write_manifest(out, ctx, list(zip(written.column("key"), written.column("hr_sha256"))) if len(written) else [])
     stats = {"samples": len(index), "shards": int(index["shard"].nunique()) if len(index) else 0,
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.io.columns import Columns
 from pipeline.io.images import ImageError, decode_png
 from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
 
@@ -61,7 +62,8 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
     """Write `samples` (in strictly increasing key order) as tar shards + `index.parquet` into `out_dir`.
 
     A new shard starts once the current one holds `shard_bytes` of data or `max_per_shard` samples.
-    `out_dir` should be a fresh directory (wrap it in `atomic_dir`). Returns the index.
+    `out_dir` should be a fresh directory (wrap it in `atomic_dir`). Returns the index. Index rows are
+    kept column by column (`Columns`: a few bytes a cell, not a dict a row) until the index is written.
 
     Raises:
         ShardError: keys out of order, duplicated, or containing '.'/'/'.
@@ -73,7 +75,7 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    rows = Columns()
     writer: TarWriter | None = None
     shard_no, in_shard, prev = 0, 0, None
     try:
@@ -100,13 +102,13 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
             primary = next((e for e in PRIMARY if e in sample.members), sorted(sample.members)[0])
             row["sha256"] = hashlib.sha256(sample.members[primary]).hexdigest()
             row.update(sample.columns)
-            rows.append(row)
+            rows.add(row)
             in_shard += 1
     finally:
         if writer is not None:
             writer.close()
     import pandas as pd
-    index = pd.DataFrame(rows)
+    index = rows.frame()
     if index.empty:
         index = pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "sha256": pd.Series(dtype=str)})
     write_index(out_dir, index)
@@ -214,9 +216,12 @@ class ShardSet:
 
     def member(self, key: str, ext: str) -> Member:
         """Where member `<key>.<ext>` lies, for reading it in another process without the index."""
-        row = self.row(key)
+        return self.member_at(self.row(key), ext)
+
+    def member_at(self, row: int, ext: str) -> Member:
+        """`member` of sample number `row` (no key → row table is built for it)."""
         offset, size = self._span(row, ext)
-        return Member(self.path / self.shard_at(row), key, ext, offset, size)
+        return Member(self.path / self.shard_at(row), self.keys[row], ext, offset, size)
 
     def locate(self, keys: Iterable[str], ext: str) -> dict[str, tuple[str, int, int]]:
         """(shard, offset, size) of member `<key>.<ext>` for each key, for `read_member`.

@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -32,15 +32,12 @@ import pandas as pd
 from pipeline.config import ShardConfig
 from pipeline.seeding import SPLIT_ORDER, WINDOWS, rng_for
 from pipeline.io.images import encode_png
-from pipeline.io.shards import INDEX, Member, Sample, ShardError, ShardSet, json_bytes, write_shard_set
+from pipeline.io.shards import INDEX, Sample, ShardError, ShardSet, json_bytes, write_shard_set
 from pipeline.parallel import ordered_map
 from pipeline.report import grid, markdown_table
 
-SPLITS = ("train", "val")
-# LR index columns that describe bookkeeping, not the recipe; everything else is carried as recipe.
-_NOT_RECIPE = {"key", "shard", "sha256", "hr_key", "variant", "split", "height", "width", "source",
-               "source_sha256", "scale", "tile_x", "tile_y", "lr_key", "hr_y", "hr_x", "lr_y", "lr_x",
-               "lr_height", "lr_width", "hr_height", "hr_width"}
+from .plan import CHUNK, SPLITS, IndexPlan, Job, ListPlan, PatchRows, plan_pairs, recipe_columns
+
 _EXAMPLES = 8  # pairs in pairs.png
 
 
@@ -56,22 +53,6 @@ class PairStats:
     real_pairs: int = 0          # pairs of `shard.real_pairs` that gave patches
     real_train_patches: int = 0  # of train_patches
     real_val_patches: int = 0    # of val_patches
-
-
-@dataclass(frozen=True)
-class _Job:
-    lr_key: str
-    hr_key: str
-    split: str
-    lr_src: Member                          # `<lr_key>.lr.png`
-    hr_src: Member                          # `<hr_key>.hr.png`, or the LR set's own `<lr_key>.hr.png`
-    lr_hw: tuple[int, int] | None           # sizes the indexes claim (checked after decoding)
-    hr_hw: tuple[int, int] | None
-    n: int                                  # windows in random mode
-    mode: str
-    patch: int                              # HR patch side
-    scale: int
-    seed: int
 
 
 @dataclass(frozen=True)
@@ -108,32 +89,32 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
         raise ValueError(f"shard.patch_size must be a multiple of scale ({scale}), got {cfg.patch_size}")
     out_dir = Path(out_dir)
     lr_set = ShardSet(lr_dir)
-    jobs, skipped, meta = _plan(lr_set, ShardSet(hr_dir) if hr_dir is not None else None, cfg, seed=seed, scale=scale)
+    plan, skipped = plan_pairs(lr_set, ShardSet(hr_dir) if hr_dir is not None else None, cfg, seed=seed, scale=scale)
+    plans: list[_Plan] = [plan]
     lr_tiles = len(lr_set)
     out_dir.mkdir(parents=True, exist_ok=True)
     spill_path = out_dir / ".spill.bin"
-    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    rows = {s: PatchRows() for s in SPLITS}
     real: dict[str, int] | None = None
     try:
         with open(spill_path, "w+b") as spill:
-            _cut_into(spill, rows, skipped, jobs, meta, cfg.workers)
-            if not any(rows.values()):
+            _cut_into(spill, rows, skipped, plans, 0, cfg.workers)
+            if not any(len(r) for r in rows.values()):
                 shown = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
                 raise ValueError(f"shard: no usable pair among {lr_tiles} LR tiles ({shown or 'empty LR set'})")
-            used = len({r["meta"]["lr_key"] for split in SPLITS for r in rows[split]})
+            used = len(np.unique(np.concatenate([np.asarray(rows[s].cols["job"]) for s in SPLITS])))
             if cfg.real_pairs:
                 synthetic = {split: len(rows[split]) for split in SPLITS}
-                real_jobs, real_skipped, real_meta = _plan_real(ShardSet(cfg.real_pairs), synthetic, cfg,
-                                                                _recipe_columns(lr_set.index), seed=seed, scale=scale)
-                skipped += real_skipped
-                _cut_into(spill, rows, skipped, real_jobs, real_meta, cfg.workers)
-                real = {"pairs": len(real_jobs), **{s: len(rows[s]) - synthetic[s] for s in SPLITS}}
+                plans.append(_plan_real(ShardSet(cfg.real_pairs), synthetic, cfg, recipe_columns(lr_set.index),
+                                        skipped, seed=seed, scale=scale))
+                _cut_into(spill, rows, skipped, plans, 1, cfg.workers)
+                real = {"pairs": len(plans[1]), **{s: len(rows[s]) - synthetic[s] for s in SPLITS}}
             spill.flush()
-            _check_hygiene(rows)
+            _check_hygiene(rows, plans)
             counts = {}
             for split in SPLITS:
-                counts[split] = _write_split(out_dir / split, split, rows[split], spill.fileno(), cfg, seed=seed,
-                                             scale=scale)
+                counts[split] = _write_split(out_dir / split, split, rows[split].arrays(), plans, spill.fileno(), cfg,
+                                             seed=seed, scale=scale)
     finally:
         spill_path.unlink(missing_ok=True)
     skipped.sort()
@@ -156,23 +137,28 @@ def real_counts(synthetic: int, fraction: float, pairs: int) -> list[int]:
     return [total // pairs + (i < total % pairs) for i in range(pairs)]
 
 
-def _cut_into(spill, rows: dict[str, list[dict[str, Any]]], skipped: list[tuple[str, str]], jobs: list[_Job],
-              meta: dict[str, dict[str, Any]], workers: int) -> None:
-    """Cut `jobs` in parallel, spill their PNGs, append their rows (job order) or skip reasons."""
-    for job, cut in zip(jobs, ordered_map(_cut_pair, jobs, workers=workers, desc="shard: cut")):
+_Plan = Union[ListPlan, IndexPlan]
+
+
+def _cut_into(spill, rows: dict[str, PatchRows], skipped: list[tuple[str, str]], plans: list[_Plan], which: int,
+              workers: int) -> None:
+    """Cut the jobs of `plans[which]` in parallel (each made as a worker takes it), spill their PNGs,
+    append their rows (job order) or skip reasons."""
+    plan = plans[which]
+    for i, cut in enumerate(ordered_map(_cut_pair, plan, workers=workers, desc="shard: cut")):
         if isinstance(cut, str):
-            skipped.append((job.lr_key, cut))
+            skipped.append((plan.lr_key(i), cut))
             continue
+        split = rows[SPLITS[plan.split[i]]]
         for c in cut:
             hr_at = spill.tell()
             spill.write(c.hr_png)
             spill.write(c.lr_png)
-            rows[job.split].append({"meta": meta[job.lr_key], "n": c.n, "lr_y": c.lr_y, "lr_x": c.lr_x,
-                                    "spill": (hr_at, len(c.hr_png), len(c.lr_png))})
+            split.add(which, i, c.n, c.lr_y, c.lr_x, hr_at, len(c.hr_png), len(c.lr_png))
 
 
-def _plan_real(real_set: ShardSet, synthetic: dict[str, int], cfg: ShardConfig, recipe_cols: list[str], *,
-               seed: int, scale: int) -> tuple[list[_Job], list[tuple[str, str]], dict[str, dict[str, Any]]]:
+def _plan_real(real_set: ShardSet, synthetic: dict[str, int], cfg: ShardConfig, recipe_cols: list[str],
+               skipped: list[tuple[str, str]], *, seed: int, scale: int) -> ListPlan:
     """Jobs cutting `real_counts` random windows from each pair of a real-pair set (`realsynth pairs`),
     split by the set's own `split` (by HR photo); recipe columns empty, `source` naming the set."""
     index, where = real_set.index, real_set.path / INDEX
@@ -183,7 +169,7 @@ def _plan_real(real_set: ShardSet, synthetic: dict[str, int], cfg: ShardConfig, 
     if len(index) and set(index["scale"]) != {scale}:
         raise ValueError(f"{where}: real pairs at scale {sorted(set(index['scale']))}, but scale is {scale}")
     p = cfg.patch_size // scale
-    jobs, skipped, meta = [], [], {}
+    jobs, metas = [], []
     for split in SPLITS:
         usable = []
         for row in index[index["split"] == split].sort_values("key").to_dict("records"):
@@ -196,16 +182,12 @@ def _plan_real(real_set: ShardSet, synthetic: dict[str, int], cfg: ShardConfig, 
         for row, n in zip(usable, real_counts(synthetic[split], cfg.real_fraction, len(usable))):
             key = str(row["key"])
             if n:
-                jobs.append(_Job(key, key, split, real_set.member(key, "lr.png"), real_set.member(key, "hr.png"),
+                jobs.append(Job(key, key, split, real_set.member(key, "lr.png"), real_set.member(key, "hr.png"),
                                  (int(row["lr_height"]), int(row["lr_width"])), (int(row["height"]), int(row["width"])),
                                  n, "random", cfg.patch_size, scale, seed))
-                meta[key] = {"lr_key": key, "hr_key": key, "split": split, "source": f"{real_set.path}:{row['source']}",
-                             "photo": str(row["source_sha256"]), "variant": 0, "recipe": dict.fromkeys(recipe_cols)}
-    return jobs, skipped, meta
-
-
-def _recipe_columns(lr: pd.DataFrame) -> list[str]:
-    return [c for c in lr.columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_"))]
+                metas.append({"lr_key": key, "hr_key": key, "split": split, "source": f"{real_set.path}:{row['source']}",
+                             "photo": str(row["source_sha256"]), "variant": 0, "recipe": dict.fromkeys(recipe_cols)})
+    return ListPlan(jobs, metas)
 
 
 def lr_windows(lr_hw: tuple[int, int], lr_patch: int, *, n: int, mode: str,
@@ -236,70 +218,7 @@ def _grid_starts(length: int, side: int) -> list[int]:
     return starts + [length - side] if starts[-1] + side < length else starts
 
 
-def _plan(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
-          seed: int, scale: int) -> tuple[list[_Job], list[tuple[str, str]], dict[str, dict[str, Any]]]:
-    """One job per LR tile (sorted by key), the pairs skipped before decoding, and each pair's index columns."""
-    lr, hr = lr_set.index, hr_set.index if hr_set is not None else None
-    where = lr_set.path / INDEX
-    for col in ("key", "shard", "hr_key", "offset_lr_png", "size_lr_png"):
-        if col not in lr.columns:
-            raise ValueError(f"{where}: missing column {col!r}")
-    own_hr = "size_hr_png" in lr.columns
-    if hr is None and not own_hr:
-        raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
-    hr_rows = {} if hr is None else {str(r["key"]): r for r in hr.to_dict("records")}
-    recipe_cols = _recipe_columns(lr)
-    jobs: list[_Job] = []
-    skipped: list[tuple[str, str]] = []
-    meta: dict[str, dict[str, Any]] = {}
-    for row in lr.sort_values("key").to_dict("records"):
-        lr_key, hr_key = str(row["key"]), str(row["hr_key"])
-        lr_hw = _hw(row)
-        if own_hr and pd.notna(row.get("size_hr_png")):
-            hr_src = lr_set.member(lr_key, "hr.png")
-            hr_row: dict[str, Any] = {}
-            split = row.get("split") if pd.notna(row.get("split", None)) else "train"
-            hr_hw = None
-        elif hr_key in hr_rows:
-            hr_row = hr_rows[hr_key]
-            hr_src = hr_set.member(hr_key, "hr.png")  # type: ignore[union-attr]
-            split = hr_row.get("split", row.get("split", "train"))
-            if "split" in row and pd.notna(row["split"]) and row["split"] != split:
-                raise ValueError(f"{where}: sample {lr_key!r} is in split {row['split']!r} but its HR tile "
-                                 f"{hr_key!r} is in {split!r}")
-            hr_hw = _hw(hr_row)
-        else:
-            skipped.append((lr_key, f"no HR tile {hr_key!r}" + (f" in {hr_set.path}" if hr_set is not None else "")))
-            continue
-        if split not in SPLITS:
-            raise ValueError(f"{where}: sample {lr_key!r} has split {split!r}; expected one of {list(SPLITS)}")
-        n = cfg.patches_per_pair if split == "train" else cfg.val_patches_per_pair
-        jobs.append(_Job(lr_key, hr_key, split, lr_set.member(lr_key, "lr.png"), hr_src, lr_hw, hr_hw, n, cfg.mode,
-                         cfg.patch_size, scale, seed))
-        source = str(hr_row.get("source", row.get("source", hr_key)))
-        meta[lr_key] = {"lr_key": lr_key, "hr_key": hr_key, "split": split, "source": source,
-                        "photo": str(hr_row.get("source_sha256", row.get("source_sha256", source))),
-                        "variant": int(row["variant"]) if pd.notna(row.get("variant", None)) else 0,
-                        "recipe": {c: _plain(row[c]) for c in recipe_cols}}
-    return jobs, skipped, meta
-
-
-def _hw(row: dict[str, Any]) -> tuple[int, int] | None:
-    h, w = row.get("height"), row.get("width")
-    return (int(h), int(w)) if h is not None and w is not None and pd.notna(h) and pd.notna(w) else None
-
-
-def _plain(v: Any) -> Any:
-    """An index cell as a plain Python value (NaN → None)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, np.generic):
-        v = v.item()
-        return None if isinstance(v, float) and math.isnan(v) else v
-    return v
-
-
-def _cut_pair(job: _Job) -> list[_Cut] | str:
+def _cut_pair(job: Job) -> list[_Cut] | str:
     """Decode one pair, check its sizes, cut its windows. Returns the patches or a skip reason."""
     lr, hr = job.lr_src.image(), job.hr_src.image()
     for img, claimed, src in ((lr, job.lr_hw, job.lr_src), (hr, job.hr_hw, job.hr_src)):
@@ -320,27 +239,42 @@ def _cut_pair(job: _Job) -> list[_Cut] | str:
             for n, (y, x) in enumerate(lr_windows((lh, lw), p, n=job.n, mode=job.mode, rng=rng))]
 
 
-def _check_hygiene(rows: dict[str, list[dict[str, Any]]]) -> None:
+def _check_hygiene(rows: dict[str, PatchRows], plans: list[_Plan]) -> None:
     """No source photo may feed both splits (val must measure photos the net never saw)."""
-    both = {r["meta"]["photo"] for r in rows["train"]} & {r["meta"]["photo"] for r in rows["val"]}
+    def photos(split: str) -> list[str]:  # each row's photo, in row order
+        r = rows[split].arrays()
+        return [plans[p].photos[plans[p].photo[j]] for p, j in zip(r["plan"].tolist(), r["job"].tolist())]
+    train = photos("train")
+    both = set(train) & set(photos("val"))
     if both:
-        source = next(r["meta"]["source"] for r in rows["train"] if r["meta"]["photo"] in both)
+        at = next(i for i, photo in enumerate(train) if photo in both)
+        p, j = int(rows["train"].cols["plan"][at]), int(rows["train"].cols["job"][at])
+        source = plans[p].metas([j])[j]["source"]
         raise ValueError(f"shard: source photo {source!r} has tiles in both train and val; the split must be by photo")
 
 
-def _write_split(out: Path, split: str, rows: list[dict[str, Any]], spill_fd: int, cfg: ShardConfig, *,
-                 seed: int, scale: int) -> tuple[int, int]:
-    """Write one split's patches in seeded-permutation order. Returns (patches, shards)."""
-    n = len(rows)
+def _write_split(out: Path, split: str, rows: dict[str, np.ndarray], plans: list[_Plan], spill_fd: int,
+                 cfg: ShardConfig, *, seed: int, scale: int) -> tuple[int, int]:
+    """Write one split's patches (`PatchRows.arrays`) in seeded-permutation order, their pairs' index
+    columns made a chunk at a time. Returns (patches, shards)."""
+    n = len(rows["job"])
     rank = rng_for(SPLIT_ORDER, seed, split).permutation(n)  # rows arrive sorted by (lr_key, n)
     width = max(8, len(str(max(n - 1, 0))))
 
+    def chunks():  # (row number, its values as Python ints, its pair's index columns), in written order
+        order = np.argsort(rank, kind="stable")
+        for start in range(0, n, CHUNK):
+            part = order[start:start + CHUNK]
+            metas = [plans[p].metas(rows["job"][part][rows["plan"][part] == p]) for p in range(len(plans))]
+            for i, r in zip(part.tolist(), zip(*(rows[f][part].tolist() for f in PatchRows.FIELDS))):
+                r = dict(zip(PatchRows.FIELDS, r))
+                yield i, r, metas[r["plan"]][r["job"]]
+
     def samples():
         p = cfg.patch_size // scale
-        for i in np.argsort(rank, kind="stable"):
-            r, m = rows[i], rows[i]["meta"]
+        for i, r, m in chunks():
             key = f"{int(rank[i]):0{width}d}_{m['lr_key']}_p{r['n']:02d}"
-            at, hr_len, lr_len = r["spill"]
+            at, hr_len, lr_len = r["at"], r["hr_len"], r["lr_len"]
             buf = os.pread(spill_fd, hr_len + lr_len, at)
             window = {"lr": [r["lr_y"], r["lr_x"], p, p], "hr": [r["lr_y"] * scale, r["lr_x"] * scale, p * scale, p * scale]}
             recipe = {k: v for k, v in m["recipe"].items() if v is not None}
