@@ -80,3 +80,15 @@ def test_column_values_come_back_as_given():
     assert table.column("a") == ["x", "yz", ""]
     assert table.column("b")[0] == 1 and math.isnan(table.column("b")[1]) and table.column("b")[2] == 2
     assert len(table) == 3
+
+
+def test_repeated_strings_share_one_object_distinct_ones_come_back_equal():
+    table = Columns()
+    rows = [{"split": "train" if i % 3 else "val", "key": f"k{i:06d}"} for i in range(10_000)]
+    for row in rows:
+        table.add(row)
+    splits, keys = table.column("split"), table.column("key")
+    assert splits == [r["split"] for r in rows] and keys == [r["key"] for r in rows]
+    assert len({id(v) for v in splits}) == 2  # one str per distinct value, not one a row
+    frame = table.frame()
+    assert frame.equals(pd.DataFrame(rows))

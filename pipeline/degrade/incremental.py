@@ -30,11 +30,12 @@ or after an edit to a comment, and it is only ever a hint that is checked before
 from __future__ import annotations
 
 import functools
+from array import array
 import hashlib
 import json
 import secrets
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, read_parquet
 
 from .draw import sample_recipe
 from .samples import Result, sample_columns, sample_json
-from .sources import Context, Job, output_key
+from .sources import Context, Job, JobPlan, output_key
 from .userops import module_file
 
 REUSE_DIR = ".degrade-reuse"
@@ -63,7 +64,7 @@ class Reuse:
     jobs to compute, and `why` in words (for the stage's line)."""
     old: ShardSet | None
     carried: frozenset[str]
-    todo: list[Job]
+    todo: Sequence[Job]  # a JobPlan when the jobs were one
     why: str
 
 
@@ -205,13 +206,14 @@ def plan_reuse(previous: Path | None, ctx: Context, jobs: list[Job]) -> Reuse:
     old = ShardSet(previous)
     made_from = dict(zip(inputs["key"], inputs["hr_sha256"]))
     held = set(old.keys)
-    carried, todo = set(), []
-    for job in jobs:
+    carried, todo = set(), array("q")  # job numbers
+    for i, job in enumerate(jobs):
         key = output_key(job.hr_key, job.variant)
         if job.hr_sha256 is not None and key in held and made_from.get(key) == job.hr_sha256:
             carried.add(key)
         else:
-            todo.append(job)
+            todo.append(i)
+    todo = jobs.take(todo) if isinstance(jobs, JobPlan) else [jobs[i] for i in todo]
     return Reuse(old if carried else None, frozenset(carried), todo, f"{len(carried)} of {len(jobs)} carried over")
 
 

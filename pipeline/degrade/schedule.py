@@ -10,7 +10,8 @@ params), so the results do not depend on `workers` or `batch_size`; the Ray engi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,19 +28,42 @@ GPU_CORES_PER_PROCESS = 4
 _WORKER: dict[str, Any] = {}  # a worker process's Context (and DALI graph), set by its initializer
 
 
-def tasks(jobs: list[Job], size: int) -> list[list[Job]]:
+def tasks(jobs: Sequence[Job], size: int) -> Tasks:
     """`jobs` cut into consecutive tasks of at most `size`, each HR tile's variants kept in one task
-    (they share its decode and USM only there); a tile with more than `size` variants is split."""
-    out: list[list[Job]] = [[]]
+    (they share its decode and USM only there); a tile with more than `size` variants is split.
+    Only the cuts are held; a task's jobs are made when it is taken (`Tasks`)."""
+    bounds, start, end = array("q"), 0, 0  # (start, end) of each task, in job numbers
     for _, group in itertools.groupby(jobs, key=lambda job: job.hr_key):
-        group = list(group)
-        if len(out[-1]) + len(group) > size:
-            out.append([])
-        while len(group) > size:
-            out[-1:] = [group[:size], []]
-            group = group[size:]
-        out[-1].extend(group)
-    return [task for task in out if task]
+        count = sum(1 for _ in group)
+        if end - start + count > size and end > start:
+            bounds.extend((start, end))
+            start = end
+        while end - start + count > size:  # more variants than a task holds
+            bounds.extend((start, start + size))
+            count -= size - (end - start)
+            start = end = start + size
+        end += count
+    if end > start:
+        bounds.extend((start, end))
+    return Tasks(jobs, bounds)
+
+
+class Tasks(Sequence):
+    """The tasks `tasks` cut: task i is `list(jobs[start:end])`, made when asked for."""
+
+    def __init__(self, jobs: Sequence[Job], bounds: array) -> None:
+        self.jobs, self.bounds = jobs, bounds
+
+    def __len__(self) -> int:
+        return len(self.bounds) // 2
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"task {i} of {len(self)}")
+        i %= len(self)
+        return list(self.jobs[self.bounds[2 * i]:self.bounds[2 * i + 1]])
 
 
 def init_worker(ctx: Context) -> None:

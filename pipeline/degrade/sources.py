@@ -10,15 +10,16 @@ gets the same jobs in the same order.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline.io.digest import sha256_file
 from pipeline.io.images import decode_image, decode_png
-from pipeline.io.shards import INDEX, ShardSet, read_member
+from pipeline.io.shards import INDEX, ShardError, ShardSet, read_member
 
 from .config import DegradeConfig, Settings, check_scale
 from .preset import Preset
@@ -26,16 +27,49 @@ from .preset import Preset
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
+class KeyColumn(Mapping):
+    """key → value of one index column, kept as an array in sorted key order and read by position
+    (`at`): a dict per column held ~100 bytes a key for the whole run (bench/README.md, "Scale").
+
+    kind "codes": values = (names, int codes); "hex": uint8 (n, 32) digests read back as hex
+    strings; "objects": an object array."""
+
+    def __init__(self, keys: np.ndarray, kind: str, values: Any) -> None:
+        self.keys, self.kind, self.values = keys, kind, values
+
+    def at(self, i: int) -> Any:
+        if self.kind == "codes":
+            return self.values[0][self.values[1][i]]
+        if self.kind == "hex":
+            return self.values[i].tobytes().hex()
+        return self.values[i]
+
+    def __getitem__(self, key: str) -> Any:
+        i = int(np.searchsorted(self.keys, key))
+        if i < len(self.keys) and self.keys[i] == key:
+            return self.at(i)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys.tolist())
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 @dataclass(frozen=True)
 class Source:
     """An HR input: a shard set (`index` has key/split) or a folder (`files` maps key → path).
-    `sha256` maps key → the sha256 of the HR's bytes (`<key>.hr.png`, or the image file)."""
+    `sha256` maps key → the sha256 of the HR's bytes (`<key>.hr.png`, or the image file).
+    A set's `splits` and `sha256` are `KeyColumn`s and `spans` the (shard names, shard number,
+    offset, size) arrays of each key's `hr.png`, all in sorted key order (the order of `keys`)."""
     path: Path
     is_set: bool
     keys: tuple[str, ...]
-    splits: dict[str, str]
+    splits: Mapping[str, str]
     files: dict[str, Path]
-    sha256: dict[str, str] = field(default_factory=dict)
+    sha256: Mapping[str, str] = field(default_factory=dict)
+    spans: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)  # slots: one per sample is planned, so its size is the plan's
@@ -83,16 +117,7 @@ def open_source(inp: Path) -> Source:
     if not inp.is_dir():
         raise FileNotFoundError(f"{inp}: not a directory (expected an HR shard set or a folder of images)")
     if (inp / INDEX).is_file():
-        shards = ShardSet(inp)
-        index = shards.index
-        if "size_hr_png" not in index.columns:
-            raise ValueError(f"{inp / INDEX}: no 'hr.png' members (is {inp} an HR shard set?)")
-        keys = index["key"].tolist()  # one str per key, shared by the tables below
-        names: dict[str, str] = {}  # one str per split name
-        splits = ({k: names.setdefault(v, v) if isinstance(v, str) else v for k, v in zip(keys, index["split"].tolist())}
-                  if "split" in index.columns else {})
-        digests = dict(zip(keys, index["sha256"].tolist())) if "sha256" in index.columns else {}
-        return Source(inp, True, tuple(sorted(keys)), splits, {}, digests)
+        return _set_source(inp)
     files: dict[str, Path] = {}
     for path in sorted(p for p in inp.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         key = folder_key(path.relative_to(inp))
@@ -105,6 +130,37 @@ def open_source(inp: Path) -> Source:
     return Source(inp, False, tuple(sorted(files)), {}, files, digests)
 
 
+def _set_source(inp: Path) -> Source:
+    """`open_source` of an HR shard set: its keys, and the columns a plan reads, as arrays in sorted
+    key order (only `key`, `split`, `sha256` and the member spans are read from the index)."""
+    shards = ShardSet(inp)
+    hr = shards.spans("hr.png")
+    if hr is None:
+        raise ValueError(f"{inp / INDEX}: no 'hr.png' members (is {inp} an HR shard set?)")
+    order = np.argsort(shards.keys, kind="stable")
+    keys = shards.keys[order]
+    offset, size = (a[order] for a in hr)
+    spans = (shards.shard_names, shards.shard_of[order], offset, size)
+    table = shards.frame(["split", "sha256"])
+    splits = _key_column(keys, table["split"].to_numpy(dtype=object)[order], "codes") if "split" in table else {}
+    digests = _key_column(keys, table["sha256"].to_numpy(dtype=object)[order], "hex") if "sha256" in table else {}
+    return Source(inp, True, tuple(keys.tolist()), splits, {}, digests, spans)
+
+
+def _key_column(keys: np.ndarray, values: np.ndarray, kind: str) -> KeyColumn:
+    """`values` (in `keys` order) as a compact KeyColumn of `kind`, or of kind "objects" where some
+    value would not come back the same (a missing split, a digest that is not lower-case hex)."""
+    if kind == "codes" and all(isinstance(v, str) for v in values):
+        names, codes = np.unique(values.astype(str), return_inverse=True) if len(values) else ([], [])
+        return KeyColumn(keys, "codes", (list(names.tolist()) if len(values) else [], np.asarray(codes, np.int32)))
+    if kind == "hex" and all(isinstance(v, str) and len(v) == 64 for v in values):
+        try:
+            raw = bytes.fromhex("".join(values))
+        except ValueError:
+            raw = None
+        if raw is not None and raw.hex() == "".join(values):
+            return KeyColumn(keys, "hex", np.frombuffer(raw, np.uint8).reshape(-1, 32))
+    return KeyColumn(keys, "objects", values)
 
 
 def resolve_backend(backend: str, preset: Preset, gpu: bool | None = None) -> str:
@@ -124,7 +180,7 @@ def resolve_backend(backend: str, preset: Preset, gpu: bool | None = None) -> st
 
 
 def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int,
-             gpu: bool | None = None) -> tuple[Context, list[Job]]:
+             gpu: bool | None = None) -> tuple[Context, JobPlan]:
     """Open `inp`, resolve the backend (`gpu`: see `resolve_backend`) and list every job (HR key ×
     variant), sorted by output key.
 
@@ -135,17 +191,63 @@ def plan_set(inp: Path, cfg: DegradeConfig, *, seed: int, scale: int,
         raise ValueError(f"seed must be non-negative, got {seed}")
     source = open_source(Path(inp))
     ctx = Context(source, cfg.settings, seed, scale, resolve_backend(cfg.backend, cfg.settings, gpu))
-    hr_at = ShardSet(source.path).locate(source.keys, "hr.png") if source.is_set else dict.fromkeys(source.keys)
-    jobs = sorted((Job(k, v, hr_at=hr_at[k], hr_file=source.files.get(k), split=source.splits.get(k),
-                       hr_sha256=source.sha256.get(k))
-                   for k in source.keys for v in range(cfg.variants)), key=lambda j: output_key(j.hr_key, j.variant))
-    return ctx, jobs
+    return ctx, JobPlan(source, cfg.variants)
+
+
+class JobPlan(Sequence):
+    """Every job of a source (HR key × variant) in output-key order, held as an array of positions
+    into the source's key arrays; a `Job` is made when asked for (a Job and its tuple a sample,
+    held for the whole run, grew the stage ~200 bytes a sample). `take` keeps a subset in order."""
+
+    def __init__(self, source: Source, variants: int, order: np.ndarray | None = None) -> None:
+        self.source, self.variants = source, variants
+        self.order = _output_order(source.keys, variants) if order is None else order
+        spans = source.spans
+        if order is None and spans is not None and (spans[3] < 0).any():
+            i = int(np.flatnonzero(spans[3] < 0)[0])
+            raise ShardError(f"{spans[0][spans[1][i]]}: sample {source.keys[i]!r} has no hr.png member")
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k, variant = divmod(int(self.order[i]), self.variants)
+        src, key = self.source, self.source.keys[k]
+        hr_at = None
+        if src.spans is not None:
+            names, shard_of, offset, size = src.spans
+            hr_at = (names[shard_of[k]], int(offset[k]), int(size[k]))
+        return Job(key, variant, hr_at=hr_at, hr_file=src.files.get(key), split=_at(src.splits, k, key),
+                   hr_sha256=_at(src.sha256, k, key))
+
+    def take(self, at: Sequence[int]) -> JobPlan:
+        """The jobs at positions `at` (increasing), as a plan."""
+        return JobPlan(self.source, self.variants, self.order[np.asarray(at, dtype=np.int64)])
+
+
+def _at(column: Mapping[str, Any], k: int, key: str) -> Any:
+    return column.at(k) if isinstance(column, KeyColumn) else column.get(key)
+
+
+def _output_order(keys: Sequence[str], variants: int) -> np.ndarray:
+    """Positions `k * variants + v` (key number k, variant v) sorted by `output_key`: the output keys
+    are sorted as one fixed-width string array (code point order, as Python sorts str)."""
+    if not keys or variants < 1:
+        return np.zeros(0, np.int64)
+    names = np.asarray(keys, dtype=str)
+    out = np.concatenate([np.char.add(names, f"_v{v}") for v in range(variants)])  # v * n + k
+    order = np.argsort(out, kind="stable")
+    del out, names
+    k, v = order % len(keys), order // len(keys)
+    return (k * variants + v).astype(np.int64)
 
 
 def for_workers(ctx: Context) -> Context:
     """`ctx` without the per-key tables its jobs already carry (keys, splits, files, sha256): pickled
     once per worker, it stays small however large the set."""
-    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}, sha256={}))
+    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}, sha256={}, spans=None))
 
 
 def read_hr(source: Source, job: Job) -> np.ndarray:

@@ -80,9 +80,29 @@ class _Column:
     def values(self) -> list[Any]:
         """The column as the Python objects it was given (strings and numbers rebuilt equal)."""
         if self.kind == "s":
-            data, starts = self.data, [0, *self.ends[:-1]]
-            return [data[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, self.ends)]
+            return _strings(self.data, self.ends)
         return list(self.data) if self.kind != "o" else self.data
+
+
+def _strings(data: bytearray, ends: array) -> list[str]:
+    """The strings packed in `data`, equal ones sharing one str object while the column repeats
+    itself (split, backend, a photo's source and digest: ~60-110 bytes a row each otherwise, held
+    by the index DataFrame at the stage's peak); a column of mostly distinct strings stops sharing
+    after its first 4096 rows, so the table of seen strings stays small."""
+    out, seen, start = [], {}, 0
+    for i, end in enumerate(ends):
+        raw = bytes(data[start:end])
+        start = end
+        if seen is None:
+            out.append(raw.decode("utf-8", "surrogatepass"))
+            continue
+        value = seen.get(raw)
+        if value is None:
+            value = seen[raw] = raw.decode("utf-8", "surrogatepass")
+            if i >= 4096 and len(seen) > i // 2:
+                seen = None
+        out.append(value)
+    return out
 
 
 class Columns:

@@ -141,19 +141,25 @@ class ShardSet:
 
     def __init__(self, path: str | os.PathLike, *, need: Iterable[str] = ()) -> None:
         self.path = Path(path)
-        self._index: pd.DataFrame | None = _read_index(self.path)
-        index, where, need = self._index, self.path / INDEX, tuple(need)
+        self._index: pd.DataFrame | None = None
+        where, need = self.path / INDEX, tuple(need)
+        self.columns = _index_columns(self.path)
         cols = ["key", "shard"] + [f"{p}_{member_column(e)}" for e in need for p in ("offset", "size")]
-        missing = [c for c in cols if c not in index.columns]
+        missing = [c for c in cols if c not in self.columns]
         if missing:
             raise ShardError(f"{where}: missing column {missing[0]!r}" + (f" (needed to read members {list(need)})"
                                                                            if need else ""))
-        self.keys = _checked_keys(index, where)
-        names, shard_of = np.unique(index["shard"].astype(str).to_numpy(), return_inverse=True)
+        members = sorted(c[len("size_"):] for c in self.columns if c.startswith("size_"))
+        spans = [f"{p}_{m}" for m in members for p in ("offset", "size")]
+        if any(c not in self.columns for c in spans):
+            raise ShardError(f"{where}: missing column {next(c for c in spans if c not in self.columns)!r}")
+        table = self.frame(["key", "shard", *spans])  # only what reading a member needs
+        self.keys = _checked_keys(table, where)
+        names, shard_of = np.unique(table["shard"].astype(str).to_numpy(), return_inverse=True)
         self.shard_names = [_checked_shard(str(n), where) for n in names]
         self.shard_of = shard_of.astype(np.int32)
-        members = sorted(c[len("size_"):] for c in index.columns if c.startswith("size_"))
-        self._spans = {m: (self._column(f"offset_{m}"), self._column(f"size_{m}")) for m in members}
+        self._spans = {m: (span_column(table[f"offset_{m}"]), span_column(table[f"size_{m}"])) for m in members}
+        del table
         self._rows: dict[str, int] | None = None
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
@@ -167,6 +173,20 @@ class ShardSet:
         if self._index is None:
             self._index = _read_index(self.path)
         return self._index
+
+    def frame(self, columns: Iterable[str]) -> pd.DataFrame:
+        """The index columns of `columns` that the index has (others left out), in index row order:
+        a stage that needs a few columns holds those, not the whole table (bench/README.md, "Scale")."""
+        names = [c for c in columns if c in self.columns]
+        if not names:  # no column to read still has a row per sample
+            import pandas as pd
+            return pd.DataFrame(index=pd.RangeIndex(len(self.keys)))
+        return read_parquet_table(self.path / INDEX, names)
+
+    def spans(self, ext: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(offset, size) int64 arrays of member `ext` by row (-1 where a sample has none), or None
+        when no sample has one."""
+        return self._spans.get(member_column(ext))
 
     @property
     def shards(self) -> list[str]:
@@ -269,11 +289,6 @@ class ShardSet:
             os.close(self._fds.popitem(last=False)[1])
         return fd
 
-    def _column(self, name: str) -> np.ndarray:
-        if name not in self.index.columns:
-            raise ShardError(f"{self.path / INDEX}: missing column {name!r}")
-        return span_column(self.index[name])
-
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_index": None, "_rows": None, "_fds": OrderedDict(), "_pid": None}
 
@@ -314,11 +329,21 @@ def _read_index(set_dir: Path) -> pd.DataFrame:
     return read_parquet_table(path)
 
 
-def read_parquet_table(path: Path) -> pd.DataFrame:
-    """A parquet table: a shard set's index, or a table that describes one (degrade's reuse manifest).
-    The one place parquet is read, so what reads an index is always this module."""
+def _index_columns(set_dir: Path) -> list[str]:
+    """The column names of a set's index, from its parquet schema (no rows read)."""
+    path = set_dir / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
+    import pyarrow.parquet as pq
+    return list(pq.read_schema(path).names)
+
+
+def read_parquet_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet table (all columns, or those of `columns`): a shard set's index, or a table that
+    describes one (degrade's reuse manifest). The one place parquet is read, so what reads an index
+    is always this module."""
     import pandas as pd
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=columns)
 
 
 def _checked_keys(index: pd.DataFrame, where: Path) -> np.ndarray:

@@ -105,7 +105,7 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
             used = len(np.unique(np.concatenate([np.asarray(rows[s].cols["job"]) for s in SPLITS])))
             if cfg.real_pairs:
                 synthetic = {split: len(rows[split]) for split in SPLITS}
-                plans.append(_plan_real(ShardSet(cfg.real_pairs), synthetic, cfg, recipe_columns(lr_set.index),
+                plans.append(_plan_real(ShardSet(cfg.real_pairs), synthetic, cfg, recipe_columns(lr_set.columns),
                                         skipped, seed=seed, scale=scale))
                 _cut_into(spill, rows, skipped, plans, 1, cfg.workers)
                 real = {"pairs": len(plans[1]), **{s: len(rows[s]) - synthetic[s] for s in SPLITS}}
@@ -296,7 +296,7 @@ def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tile
     split_rows, examples = [], []
     for split in SPLITS:
         shards = ShardSet(out / split)
-        index = shards.index
+        index = shards.frame(["lr_key"])
         shard_sizes = [(out / split / s).stat().st_size for s in shards.shards] if len(index) else [0]
         split_rows.append({"split": split, "pairs": index["lr_key"].nunique() if len(index) else 0,
                            "patches": len(index), "shards": len(shard_sizes) if len(index) else 0,

@@ -27,6 +27,9 @@ CHUNK = 4096  # index rows made into dicts at a time
 _NOT_RECIPE = {"key", "shard", "sha256", "hr_key", "variant", "split", "height", "width", "source",
                "source_sha256", "scale", "tile_x", "tile_y", "lr_key", "hr_y", "hr_x", "lr_y", "lr_x",
                "lr_height", "lr_width", "hr_height", "hr_width"}
+# the index columns the plan reads besides the recipe's (those an index lacks are left out)
+_LR_COLUMNS = ("hr_key", "split", "variant", "height", "width", "source", "source_sha256", "size_hr_png")
+_HR_COLUMNS = ("split", "height", "width", "source", "source_sha256")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,10 @@ class IndexPlan(Sequence):
 
     def __init__(self, lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, seed: int, scale: int) -> None:
         self.lr_set, self.hr_set, self.cfg, self.seed, self.scale = lr_set, hr_set, cfg, seed, scale
-        self.recipe_cols = recipe_columns(lr_set.index)
+        self.recipe_cols = recipe_columns(lr_set.columns)
+        # only the index columns a pair's job and metas read (keys and spans are the sets' arrays)
+        self.lr = lr_set.frame([*_LR_COLUMNS, *self.recipe_cols])
+        self.hr = hr_set.frame(_HR_COLUMNS) if hr_set is not None else None
         self.lr_row = np.zeros(0, np.int64)
         self.hr_row = np.zeros(0, np.int64)   # -1: the LR set's own hr.png
         self.split = np.zeros(0, np.int8)     # into SPLITS
@@ -102,7 +108,7 @@ class IndexPlan(Sequence):
         return self.lr_set.keys[self.lr_row[i]]
 
     def _hr_key(self, lr_row: int) -> str:
-        return str(self.lr_set.index["hr_key"].iloc[lr_row])
+        return str(self.lr["hr_key"].iloc[lr_row])
 
     def metas(self, jobs: Iterable[int]) -> dict[int, dict[str, Any]]:
         """The index columns of each job's pair (`pair_meta`), by job number."""
@@ -110,16 +116,23 @@ class IndexPlan(Sequence):
         out = {}
         for start in range(0, len(jobs), CHUNK):
             part = jobs[start:start + CHUNK]
-            lr_recs = self.lr_set.index.iloc[self.lr_row[part]].to_dict("records")
+            lr_recs = self.lr_records(self.lr_row[part])
             hr_recs = self._hr_records(self.hr_row[part])
             for j, row, hr_row in zip(part.tolist(), lr_recs, hr_recs):
                 out[j] = pair_meta(row, hr_row, SPLITS[self.split[j]], self.recipe_cols)
         return out
 
+    def lr_records(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """The LR index rows `rows` as dicts of the columns read (`key` from the set's keys)."""
+        recs = self.lr.iloc[rows].to_dict("records")
+        for rec, key in zip(recs, self.lr_set.keys[rows]):
+            rec["key"] = key
+        return recs
+
     def _hr_records(self, rows: np.ndarray) -> list[dict[str, Any]]:
         if self.hr_set is None or not (rows >= 0).any():
             return [{} for _ in rows]
-        recs = self.hr_set.index.iloc[np.maximum(rows, 0)].to_dict("records")
+        recs = self.hr.iloc[np.maximum(rows, 0)].to_dict("records")
         return [rec if r >= 0 else {} for r, rec in zip(rows.tolist(), recs)]
 
 
@@ -136,13 +149,12 @@ def pair_meta(row: dict[str, Any], hr_row: dict[str, Any], split: str, recipe_co
 def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
                seed: int, scale: int) -> tuple[IndexPlan, list[tuple[str, str]]]:
     """One job per LR tile (sorted by key), and the pairs skipped before decoding."""
-    lr, hr = lr_set.index, hr_set.index if hr_set is not None else None
     where = lr_set.path / INDEX
     for col in ("key", "shard", "hr_key", "offset_lr_png", "size_lr_png"):
-        if col not in lr.columns:
+        if col not in lr_set.columns:
             raise ValueError(f"{where}: missing column {col!r}")
-    own_hr = "size_hr_png" in lr.columns
-    if hr is None and not own_hr:
+    own_hr = "size_hr_png" in lr_set.columns
+    if hr_set is None and not own_hr:
         raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
     plan = IndexPlan(lr_set, hr_set, cfg, seed=seed, scale=scale)
     hr_keys = pd.Index(hr_set.keys) if hr_set is not None else None
@@ -152,7 +164,7 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
     skipped: list[tuple[str, str]] = []
     for start in range(0, len(order), CHUNK):
         rows = order[start:start + CHUNK]
-        recs = lr.iloc[rows].to_dict("records")
+        recs = plan.lr_records(rows)
         found = (hr_keys.get_indexer([str(r["hr_key"]) for r in recs]) if hr_keys is not None
                  else np.full(len(recs), -1))
         hr_recs = plan._hr_records(found)
@@ -193,8 +205,9 @@ def hw_of(row: dict[str, Any]) -> tuple[int, int] | None:
     return (int(h), int(w)) if h is not None and w is not None and pd.notna(h) and pd.notna(w) else None
 
 
-def recipe_columns(lr: pd.DataFrame) -> list[str]:
-    return [c for c in lr.columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_"))]
+def recipe_columns(columns: Iterable[str]) -> list[str]:
+    """The recipe columns among an LR index's `columns` (names), in their order."""
+    return [c for c in columns if c not in _NOT_RECIPE and not c.startswith(("offset_", "size_", "__index_level_"))]
 
 
 def plain(v: Any) -> Any:
