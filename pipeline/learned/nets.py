@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.degrade.jpeg import jpeg_roundtrip
+from pipeline.train.usm import blur_separable, gaussian_kernel1d
 
 
 def to_tensor(batch: np.ndarray) -> Tensor:
@@ -56,18 +57,13 @@ def jpeg_ste(x: Tensor, quality: int) -> Tensor:
 
 
 def gaussian_kernel(sigma: float) -> Tensor:
-    """(3, 1, k, k) depthwise Gaussian, k = 2·ceil(3σ) + 1, summing to 1."""
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k2 = torch.outer(g, g)
-    return (k2 / k2.sum()).expand(3, 1, -1, -1).contiguous()
+    """(k,) Gaussian of `sigma` px, k = 2·ceil(3σ) + 1, summing to 1: `lowpass`'s separable kernel."""
+    return gaussian_kernel1d(2 * max(1, math.ceil(3 * sigma)) + 1, sigma)
 
 
 def lowpass(x: Tensor, kernel: Tensor) -> Tensor:
-    """Depthwise Gaussian blur of (B, 3, H, W) with reflect padding (H, W > kernel radius)."""
-    r = kernel.shape[-1] // 2
-    return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), kernel, groups=3)
+    """Gaussian blur of every channel of (B, C, H, W), reflect padding (`train.usm.blur_separable`)."""
+    return blur_separable(x, kernel)
 
 
 YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
