@@ -321,21 +321,23 @@ def is_shard_set(path: str | os.PathLike) -> bool:
     return (Path(path) / INDEX).is_file()
 
 
-def _read_index(set_dir: Path) -> pd.DataFrame:
-    """The only place an index is read."""
+def _index_path(set_dir: Path) -> Path:
+    """The set's index file. Raises FileNotFoundError when `set_dir` has none."""
     path = set_dir / INDEX
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
-    return read_parquet_table(path)
+    return path
+
+
+def _read_index(set_dir: Path) -> pd.DataFrame:
+    """The whole index (`ShardSet.frame` reads a few of its columns)."""
+    return read_parquet_table(_index_path(set_dir))
 
 
 def _index_columns(set_dir: Path) -> list[str]:
     """The column names of a set's index, from its parquet schema (no rows read)."""
-    path = set_dir / INDEX
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard-set index (is {set_dir} a shard set?)")
     import pyarrow.parquet as pq
-    return list(pq.read_schema(path).names)
+    return list(pq.read_schema(_index_path(set_dir)).names)
 
 
 def read_parquet_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
