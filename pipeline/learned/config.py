@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.seeding import stable_hash
 from pipeline.train.pool import ImagePool
 
 from .data import INTERPS
@@ -100,3 +101,8 @@ class Run:
     step: int = 0
     curve: list[list[float]] = field(default_factory=list)
     best_params: dict[str, Any] | None = None
+
+
+def fake_pool(cfg: LearnConfig, domain: str) -> ImagePool:
+    """The pool of past fakes of `domain` ("x", "y"), its draws seeded by (seed, domain) alone."""
+    return ImagePool(cfg.pool_size, seed=stable_hash(f"learned_pool/{cfg.seed}/{domain}"))

@@ -17,10 +17,8 @@ from torch import Tensor
 from pipeline.losses.gan import d_loss, g_loss
 from pipeline.models import build_discriminator
 from pipeline.models.cyclegan import CycleGANGenerator
-from pipeline.seeding import stable_hash
-from pipeline.train.pool import ImagePool
 
-from .config import LearnConfig, Run
+from .config import LearnConfig, Run, fake_pool
 from .nets import jpeg_ste, with_noise
 
 LOSSES = ("g_adv", "g_cycle", "g_identity", "d_x", "d_y")
@@ -37,7 +35,7 @@ def build(cfg: LearnConfig) -> Run:
     betas = (cfg.beta1, cfg.beta2)
     optim_g = torch.optim.Adam([*nets["g"].parameters(), *nets["f"].parameters()], lr=cfg.lr, betas=betas)
     optim_d = torch.optim.Adam([*nets["dx"].parameters(), *nets["dy"].parameters()], lr=cfg.lr, betas=betas)
-    pools = {k: ImagePool(cfg.pool_size, seed=stable_hash(f"learned_pool/{cfg.seed}/{k}")) for k in ("x", "y")}
+    pools = {k: fake_pool(cfg, k) for k in ("x", "y")}
     return Run(nets, optim_g, optim_d, pools, [])
 
 

@@ -21,10 +21,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from pipeline.losses.gan import d_loss, g_loss
 from pipeline.models import build_discriminator
 from pipeline.models.cyclegan import CycleGANGenerator
-from pipeline.seeding import stable_hash
-from pipeline.train.pool import ImagePool
 
-from .config import LearnConfig, Run
+from .config import LearnConfig, Run, fake_pool
 from .nets import d_view, gaussian_kernel, jpeg_ste, lowpass, with_noise
 
 LOSSES = ("g_low", "g_adv", "d_real", "d_fake")
@@ -48,7 +46,7 @@ def build(cfg: LearnConfig) -> Run:
     betas = (cfg.beta1, cfg.beta2)
     optim_g = torch.optim.Adam(nets["g"].parameters(), lr=cfg.lr, betas=betas)
     optim_d = torch.optim.Adam(nets["d"].parameters(), lr=cfg.lr, betas=betas)
-    return Run(nets, optim_g, optim_d, {"y": ImagePool(cfg.pool_size, seed=stable_hash(f"learned_pool/{cfg.seed}/y"))}, [])
+    return Run(nets, optim_g, optim_d, {"y": fake_pool(cfg, "y")}, [])
 
 
 def step(run: Run, x: Tensor, y: Tensor, z: Tensor, cfg: LearnConfig) -> dict[str, float]:

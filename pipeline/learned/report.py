@@ -68,7 +68,7 @@ def write_report(out: Path, cfg, summary, net, *, real_lr: Path, hr: Path) -> No
              "real LR": set_stats(summary.real)}
     lines = [f"# learn-degradation: {real_lr} (real LR) from {hr} (HR) at x{cfg.scale}", "",
              f"{summary.steps} steps" + (f" (resumed at {summary.resumed_from})" if summary.resumed_from else "")
-             + f"; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
+             + "; degrader: `degrader.pth`; preset: `preset.yaml`.", "",
              "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in dataclasses.asdict(cfg).items()]
     lines += ["", "## Selection on the held-out bands (pipeline/learned/select.py)", ""] + selection_lines(summary, cfg)
