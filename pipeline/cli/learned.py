@@ -35,7 +35,7 @@ def _learn(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{path}: not a folder (expected a folder of images or an HR shard set)")
     quality = real_jpeg_quality(args.real_lr) if args.jpeg == "auto" else 0 if args.jpeg == "off" else _quality(args.jpeg)
     if args.jpeg == "auto":
-        print(f"learn-degradation: --jpeg auto: " + (f"the real LR shows a JPEG grid, quality {quality}"
+        print("learn-degradation: --jpeg auto: " + (f"the real LR shows a JPEG grid, quality {quality}"
                                                      if quality else "no JPEG grid in the real LR, no codec"))
     cfg = LearnConfig(scale=args.scale, interp=args.interp, method=args.method, crop=args.crop,
                       batch_size=args.batch_size, steps=args.steps, save_every=args.save_every, seed=args.seed,
