@@ -12,6 +12,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -83,7 +84,40 @@ def worker_pool(workers: int = 0, initializer: Callable[..., None] | None = None
         return
     with mp.get_context("spawn").Pool(n, initializer=_start_worker,
                                          initargs=(initializer, initargs, reuse_memory)) as pool:
-        yield lambda fn, items, desc="": with_progress(pool.imap(fn, items, chunksize=1), items, desc)
+        yield lambda fn, items, desc="": with_progress(_bounded_imap(pool, fn, items, IN_FLIGHT * n), items, desc)
+
+
+_END = object()
+IN_FLIGHT = 4  # tasks handed out per worker and not yet taken back in order
+
+
+def _bounded_imap(pool: Any, fn: Callable[[A], R], items: Iterable[A], window: int) -> Iterator[R]:
+    """`pool.imap(fn, items)` with at most `window` items handed out and not yet taken back.
+
+    Plain `imap` lets the workers run ahead of the caller: every result that is done but not yet
+    taken waits in the pool, so a caller slower than its workers (the stage writing shards while
+    two workers degrade small tiles) held results in proportion to the corpus. A task is now handed
+    out only when the caller has taken a result back, so memory stays that of `window` results."""
+    slots = threading.Semaphore(window)
+    closed = False
+
+    def handed_out() -> Iterator[A]:  # iterated by the pool's task thread, which waits here for a slot
+        it = iter(items)  # an item is made only once it has a slot (a plan making its jobs on demand)
+        while True:
+            slots.acquire()
+            item = next(it, _END) if not closed else _END
+            if item is _END:
+                return
+            yield item
+
+    try:
+        for result in pool.imap(fn, handed_out(), chunksize=1):
+            slots.release()
+            yield result
+    finally:  # an error or an early stop: let the task thread out, so the pool can shut down
+        closed = True
+        for _ in range(window + 1):
+            slots.release()
 
 
 def ordered_map(fn: Callable[[A], R], items: Iterable[A], *, workers: int = 0, desc: str = "") -> Iterator[R]:

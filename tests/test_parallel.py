@@ -62,3 +62,31 @@ def _square(x: int) -> int:
 
 def test_ordered_map_keeps_input_order_on_spawned_workers():
     assert list(ordered_map(_square, range(7), workers=2)) == [x * x for x in range(7)]
+
+
+def test_worker_pool_hands_out_no_more_than_its_window_ahead_of_the_caller():
+    """Workers may not run ahead of a slow caller: results not yet taken would pile up in the pool,
+    in proportion to the corpus."""
+    import time
+
+    from pipeline.parallel import IN_FLIGHT
+    pulled = []
+
+    def items():
+        for x in range(60):
+            pulled.append(x)
+            yield x
+
+    ahead = []
+    with worker_pool(2) as pmap:
+        for taken, result in enumerate(pmap(_square, items()), start=1):
+            time.sleep(0.01)  # a caller slower than its workers
+            ahead.append(len(pulled) - taken)
+            assert result == (taken - 1) ** 2
+    assert len(pulled) == 60 and max(ahead) <= IN_FLIGHT * 2 and max(ahead) >= 2
+
+
+def test_worker_pool_shuts_down_when_the_caller_stops_early():
+    with worker_pool(2) as pmap:
+        first = next(iter(pmap(_square, range(1000))))
+    assert first == 0
