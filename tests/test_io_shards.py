@@ -30,9 +30,11 @@ def test_same_samples_give_same_bytes(tmp_path):
 
 def test_index_offsets_point_at_member_bytes(tmp_path):
     samples = _samples()
-    index = write_shard_set(tmp_path, samples, set_name="hr", shard_bytes=1000, max_per_shard=5)
-    assert index["shard"].value_counts().max() <= 5
+    written = write_shard_set(tmp_path, samples, set_name="hr", shard_bytes=1000, max_per_shard=5)
     shards = ShardSet(tmp_path)
+    index = shards.index
+    assert index["shard"].value_counts().max() <= 5
+    assert (written.samples, written.shards) == (len(samples), index["shard"].nunique())
     for s in samples:
         assert shards.read(s.key) == dict(s.members)
         row = index.set_index("key").loc[s.key]

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io.digest import sha256_file
+from pipeline.io.parquet_rows import ParquetRowWriter
 from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, read_parquet_table
 
 from .draw import sample_recipe
@@ -162,15 +163,22 @@ def _user_op_sources(settings: Any) -> dict[str, str]:
     return out
 
 
-def write_manifest(out: Path, ctx: Context, written: list[tuple[str, str | None]]) -> None:
-    """Record in `out/REUSE_DIR` what the set just written to `out` was made from: the fingerprint,
-    the sha256 of its index.parquet and (key, hr_sha256) of each written sample."""
-    import pandas as pd
+def inputs_writer(out: Path) -> ParquetRowWriter:
+    """The writer of `out/REUSE_DIR/INPUTS`: add {"key", "hr_sha256"} of each sample as it is written
+    (a row group at a time on disk, not a list of the corpus's keys in memory)."""
+    def empty():
+        import pandas as pd
+        return pd.DataFrame({"key": pd.Series(dtype=str), "hr_sha256": pd.Series(dtype=object)})
     folder = Path(out) / REUSE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    keys, digests = zip(*written) if written else ((), ())
-    table = pd.DataFrame({"key": pd.Series(keys, dtype=str), "hr_sha256": pd.Series(digests, dtype=object)})
-    table.to_parquet(folder / INPUTS, index=False, engine="pyarrow", compression="zstd")
+    return ParquetRowWriter(folder / INPUTS, empty=empty)
+
+
+def write_manifest(out: Path, ctx: Context) -> None:
+    """Record in `out/REUSE_DIR` what the set just written to `out` was made from: the fingerprint
+    and the sha256 of its index.parquet (INPUTS, written beside it by `inputs_writer`, has the
+    (key, hr_sha256) of each written sample)."""
+    folder = Path(out) / REUSE_DIR
     manifest = {"version": VERSION, **fingerprint(ctx), "index_sha256": sha256_file(Path(out) / INDEX)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 

@@ -12,13 +12,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.io.columns import Columns
 from pipeline.io.images import encode_png
-from pipeline.io.shards import Sample, write_shard_set
+from pipeline.io.shards import Sample, ShardSet, write_shard_set
 
 from .config import DegradeConfig
 from .geometry import crop_to_scale
-from .incremental import write_manifest
+from .incremental import inputs_writer, write_manifest
 from .samples import Result
 from .sources import Context, read_set_hrs
 
@@ -37,7 +36,6 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[str, str]] = []
-    written = Columns()  # key, hr_sha256 of each written sample, for the manifest (a few bytes each)
     examples: list[Result] = []
     every = max(1, n_jobs // max(cfg.examples, 1))
 
@@ -49,17 +47,19 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
                 continue
             if cfg.examples and i % every == 0 and len(examples) < cfg.examples:
                 examples.append(res)
-            written.add({"key": res.key, "hr_sha256": res.hr_sha256})
+            inputs.add({"key": res.key, "hr_sha256": res.hr_sha256})
             yield res.sample
 
     import pandas as pd
-    index = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
+    with inputs_writer(out) as inputs:  # what each sample was made from, for a later run's reuse
+        written_set = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
     pd.DataFrame(skipped, columns=["key", "reason"]).to_csv(out / "skipped.csv", index=False)
-    write_manifest(out, ctx, list(zip(written.column("key"), written.column("hr_sha256"))) if len(written) else [])
-    stats = {"samples": len(index), "shards": int(index["shard"].nunique()) if len(index) else 0,
+    write_manifest(out, ctx)
+    stats = {"samples": written_set.samples, "shards": written_set.shards,
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
     shown = [(hr, r.lr_png, r.key) for hr, r in zip(_example_hrs(ctx, examples), examples)]
+    index = ShardSet(out).index
     write_degrade_report(out, index, skipped, shown, stats=stats, preset=cfg.preset, seed=ctx.seed, scale=ctx.scale)
     return stats
 

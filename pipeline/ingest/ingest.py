@@ -25,7 +25,7 @@ from pipeline.config import IngestConfig
 from pipeline.ingest.sources import resolve_sources, sample_dir
 from pipeline.ingest.tiling import is_flat, rescale, tiles
 from pipeline.io.images import ImageError, decode_image, encode_png
-from pipeline.io.shards import Sample, json_bytes, write_shard_set
+from pipeline.io.shards import Sample, ShardSet, json_bytes, write_shard_set
 from pipeline.parallel import resolve_workers, worker_pool
 from pipeline.report import contact_sheet, markdown_table
 from pipeline.seeding import sha256_int
@@ -115,15 +115,16 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
                 dropped[photo.label] = n_dropped
                 yield from batch
 
-        index = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
-    if index.empty:
+        written = write_shard_set(out, samples(), set_name=SET_NAME, shard_bytes=cfg.shard_bytes)
+    if not written.samples:
         raise ValueError("ingest: every tile was dropped (is ingest.min_std too high?)")
 
+    index = ShardSet(out).index  # a photo's tiles and report: a table of the photos' size, not a corpus's
     _write_report(out, index, rejects, len(paths), dropped if cfg.max_tiles_per_photo else None,
                   cfg.max_tiles_per_photo)
     return IngestStats(candidates=len(paths), accepted=len(accepted), rejected=len(rejects), tiles=len(index),
                        train_tiles=int((index["split"] == "train").sum()), val_tiles=int((index["split"] == "val").sum()),
-                       shards=int(index["shard"].nunique()),
+                       shards=written.shards,
                        capped=tuple(sorted((label, n) for label, n in dropped.items() if n)))
 
 

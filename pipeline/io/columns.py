@@ -128,10 +128,6 @@ class Columns:
                     col.add_missing()
         self._rows += 1
 
-    def column(self, name: str) -> list[Any]:
-        """The values of column `name`, as Python objects (NaN where a row lacked it)."""
-        return self._cols[name].values()
-
     def frame(self) -> pd.DataFrame:
         """The DataFrame `pd.DataFrame(rows)` gives for the rows added (an empty one for none)."""
         import pandas as pd

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.io.columns import Columns
+from pipeline.io.parquet_rows import ParquetRowWriter
 from pipeline.io.images import ImageError, decode_png
 from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
 
@@ -57,13 +57,21 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class WrittenSet:
+    """What `write_shard_set` wrote: its sample and shard counts (the index is on disk: `ShardSet`)."""
+    samples: int
+    shards: int
+
+
 def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, set_name: str,
-                    shard_bytes: int = 256 << 20, max_per_shard: int | None = None) -> pd.DataFrame:
+                    shard_bytes: int = 256 << 20, max_per_shard: int | None = None) -> WrittenSet:
     """Write `samples` (in strictly increasing key order) as tar shards + `index.parquet` into `out_dir`.
 
     A new shard starts once the current one holds `shard_bytes` of data or `max_per_shard` samples.
-    `out_dir` should be a fresh directory (wrap it in `atomic_dir`). Returns the index. Index rows are
-    kept column by column (`Columns`: a few bytes a cell, not a dict a row) until the index is written.
+    `out_dir` should be a fresh directory (wrap it in `atomic_dir`). Index rows are written a row
+    group at a time as they come (`ParquetRowWriter`), so memory does not grow with the set; read
+    the index back with `ShardSet`.
 
     Raises:
         ShardError: keys out of order, duplicated, or containing '.'/'/'.
@@ -75,44 +83,50 @@ def write_shard_set(out_dir: str | os.PathLike, samples: Iterable[Sample], *, se
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = Columns()
     writer: TarWriter | None = None
     shard_no, in_shard, prev = 0, 0, None
-    try:
-        for sample in samples:
-            check_key(sample.key)
-            if prev is not None and sample.key <= prev:
-                raise ShardError(f"{set_name}: keys must arrive in sorted order without repeats; {sample.key!r} after {prev!r}")
-            prev = sample.key
-            if not sample.members:
-                raise ValueError(f"sample {sample.key!r} has no members")
-            if writer is not None and (writer.data_bytes >= shard_bytes or
-                                       (max_per_shard is not None and in_shard >= max_per_shard)):
+    with ParquetRowWriter(out_dir / INDEX, empty=_empty_index) as rows:
+        try:
+            for sample in samples:
+                check_key(sample.key)
+                if prev is not None and sample.key <= prev:
+                    raise ShardError(f"{set_name}: keys must arrive in sorted order without repeats; "
+                                     f"{sample.key!r} after {prev!r}")
+                prev = sample.key
+                if not sample.members:
+                    raise ValueError(f"sample {sample.key!r} has no members")
+                if writer is not None and (writer.data_bytes >= shard_bytes or
+                                           (max_per_shard is not None and in_shard >= max_per_shard)):
+                    writer.close()
+                    writer, shard_no, in_shard = None, shard_no + 1, 0
+                if writer is None:
+                    writer = TarWriter(out_dir / f"{set_name}-{shard_no:06d}.tar")
+                rows.add(_index_row(sample, writer))
+                in_shard += 1
+        finally:
+            if writer is not None:
                 writer.close()
-                writer, shard_no, in_shard = None, shard_no + 1, 0
-            if writer is None:
-                writer = TarWriter(out_dir / f"{set_name}-{shard_no:06d}.tar")
-            row: dict[str, Any] = {"key": sample.key, "shard": writer.path.name}
-            for ext in sorted(sample.members):
-                if not ext or ext.startswith(".") or "/" in ext or ".." in ext:
-                    raise ValueError(f"sample {sample.key!r}: invalid member extension {ext!r}")
-                data = sample.members[ext]
-                row[f"offset_{member_column(ext)}"] = writer.add(f"{sample.key}.{ext}", data)
-                row[f"size_{member_column(ext)}"] = len(data)
-            primary = next((e for e in PRIMARY if e in sample.members), sorted(sample.members)[0])
-            row["sha256"] = hashlib.sha256(sample.members[primary]).hexdigest()
-            row.update(sample.columns)
-            rows.add(row)
-            in_shard += 1
-    finally:
-        if writer is not None:
-            writer.close()
+    return WrittenSet(rows.rows, shard_no + 1 if rows.rows else 0)
+
+
+def _index_row(sample: Sample, writer: TarWriter) -> dict[str, Any]:
+    """Add `sample`'s members to the shard `writer` writes; its index row (module docstring)."""
+    row: dict[str, Any] = {"key": sample.key, "shard": writer.path.name}
+    for ext in sorted(sample.members):
+        if not ext or ext.startswith(".") or "/" in ext or ".." in ext:
+            raise ValueError(f"sample {sample.key!r}: invalid member extension {ext!r}")
+        data = sample.members[ext]
+        row[f"offset_{member_column(ext)}"] = writer.add(f"{sample.key}.{ext}", data)
+        row[f"size_{member_column(ext)}"] = len(data)
+    primary = next((e for e in PRIMARY if e in sample.members), sorted(sample.members)[0])
+    row["sha256"] = hashlib.sha256(sample.members[primary]).hexdigest()
+    row.update(sample.columns)
+    return row
+
+
+def _empty_index() -> pd.DataFrame:
     import pandas as pd
-    index = rows.frame()
-    if index.empty:
-        index = pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "sha256": pd.Series(dtype=str)})
-    write_index(out_dir, index)
-    return index
+    return pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "sha256": pd.Series(dtype=str)})
 
 
 def write_index(set_dir: str | os.PathLike, index: pd.DataFrame) -> None:

@@ -102,11 +102,11 @@ def import_pairs(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike, out: str 
             for key, c in sorted(keys.items())}
     samples = ordered_map(_crop_pair, [(key, keys[key], rows[key]) for key in rows], workers=workers,
                           desc="pairs: crop")
-    index = write_shard_set(out, samples, set_name=SET_NAME)
+    written = write_shard_set(out, samples, set_name=SET_NAME)
     _write_report(out, list(rows.values()), rejects, candidates, set_scale, limits)
     split = Counter(r["split"] for r in rows.values())
     return ImportStats(candidates=candidates, pairs=len(rows), rejected=len(rejects), train=split["train"],
-                       val=split["val"], scale=set_scale, shards=int(index["shard"].nunique()))
+                       val=split["val"], scale=set_scale, shards=written.shards)
 
 
 def _check_pair(job: tuple[str, Path, Path, int | None, Limits]) -> _Checked:

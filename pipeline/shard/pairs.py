@@ -287,8 +287,8 @@ def _write_split(out: Path, split: str, rows: dict[str, np.ndarray], plans: list
             yield Sample(key, {"hr.png": buf[:hr_len], "lr.png": buf[hr_len:], "json": json_bytes(info)}, cols)
 
     max_per_shard = max(1, math.ceil(n / cfg.min_shards))
-    index = write_shard_set(out, samples(), set_name=split, shard_bytes=cfg.shard_bytes, max_per_shard=max_per_shard)
-    return n, int(index["shard"].nunique()) if n else 0
+    written = write_shard_set(out, samples(), set_name=split, shard_bytes=cfg.shard_bytes, max_per_shard=max_per_shard)
+    return n, written.shards
 
 
 def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tiles: int, used: int,
