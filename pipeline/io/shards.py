@@ -183,6 +183,37 @@ class ShardSet:
             return pd.DataFrame(index=pd.RangeIndex(len(self.keys)))
         return read_parquet_table(self.path / INDEX, names)
 
+    def iter_frames(self, columns: Iterable[str], rows: int = 1 << 16) -> Iterator[pd.DataFrame]:
+        """`frame(columns)` in pieces of `rows` rows (the last one fewer), each with the dtypes and
+        row labels of its slice of `frame`: a stage that reads the index once through (degrade's
+        report) holds a piece and a row group, not a column of every sample."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        names = [c for c in columns if c in self.columns]
+        if not names:
+            yield self.frame([])
+            return
+        file = pq.ParquetFile(self.path / INDEX)
+
+        def has_null(col: str) -> bool:  # the row groups' statistics, else a pass over that column alone
+            at = file.schema_arrow.get_field_index(col)
+            stats = [file.metadata.row_group(g).column(at).statistics for g in range(file.num_row_groups)]
+            if all(s is not None and s.has_null_count for s in stats):
+                return sum(s.null_count for s in stats) > 0
+            return any(b.column(0).null_count for b in file.iter_batches(columns=[col]))
+
+        # pandas reads an int column with a null anywhere as float64, a bool one as object: so must every piece
+        types = {c: file.schema_arrow.field(c).type for c in names}
+        widen = {c: float if pa.types.is_integer(t) else object for c, t in types.items()
+                 if (pa.types.is_integer(t) or pa.types.is_boolean(t)) and has_null(c)}
+        start = 0
+        for batch in file.iter_batches(batch_size=rows, columns=names):
+            piece = pa.Table.from_batches([batch]).to_pandas().astype(widen)
+            piece.index = pd.RangeIndex(start, start + len(piece))
+            start += len(piece)
+            yield piece
+
     def spans(self, ext: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(offset, size) int64 arrays of member `ext` by row (-1 where a sample has none), or None
         when no sample has one."""
