@@ -134,11 +134,10 @@ class _Column:
     the number ranges of its panels (one per noise kind for a `_level` split by `_kind`)."""
 
     def __init__(self, col: str, columns: Sequence[str]) -> None:
-        self.col, self.present, self.missing, self.strings = col, 0, 0, False
+        self.col, self.present, self.missing, self.numeric_missing, self.strings = col, 0, 0, 0, False
         self.labels: Counter[str] = Counter()
         split = col.endswith("_level") and col.replace("_level", "_kind") in columns
         self.ranges = {kind: _Range() for kind in (_LEVELS if split else [None])}
-        self.numeric_missing = 0
 
     def add(self, piece: pd.DataFrame) -> None:
         values = piece[self.col]
@@ -146,7 +145,7 @@ class _Column:
         self.present += int(present.sum())
         self.missing += int((~present).sum())
         self.strings = self.strings or is_names(values)
-        if self.col in STRING_COLUMNS or not pd.api.types.is_numeric_dtype(values):
+        if self.col in STRING_COLUMNS or not pd.api.types.is_numeric_dtype(values):  # names (or object numbers)
             self.labels.update(values[present].astype(object).astype(str).value_counts().to_dict())
         if self.col in STRING_COLUMNS:
             return
@@ -169,19 +168,15 @@ class _Column:
             return []
         if self.is_names:
             return [(Panel(self.col, "", labels=self.label_counts()), None)]
-        out = []
-        for kind, numbers in self.ranges.items():
-            if kind is not None:
-                if numbers.count:
-                    out.append((Panel(f"{self.col}, {kind}", _LEVELS[kind]), kind))
-                continue
-            missing = self.numeric_missing
-            log = self.col.endswith(_LOG_X) and (not numbers.count or numbers.lo > 0)
-            out.append((Panel(self.col + (f" ({missing} n/a)" if missing else ""), _unit(self.col), log=log), None))
-        for panel, kind in out:
-            panel.edges = self.ranges[kind].edges(panel.log)
-            panel.counts = np.zeros(BINS, np.int64)
-        return out
+        if None not in self.ranges:  # split by kind: a panel for each kind drawn
+            drawn = [(Panel(f"{self.col}, {kind}", _LEVELS[kind]), kind) for kind, r in self.ranges.items() if r.count]
+        else:
+            numbers, missing = self.ranges[None], self.numeric_missing
+            log = self.col.endswith(_LOG_X) and (not numbers.count or numbers.lo > 0)  # as `(values > 0).all()`
+            drawn = [(Panel(self.col + (f" ({missing} n/a)" if missing else ""), _unit(self.col), log=log), None)]
+        for panel, kind in drawn:
+            panel.edges, panel.counts = self.ranges[kind].edges(panel.log), np.zeros(BINS, np.int64)
+        return drawn
 
 
 def summarize(pieces: Pieces, extra: Sequence[str] = ()) -> Summary:
