@@ -100,13 +100,13 @@ def test_stage_degrades_a_shard_set(hr_set, tmp_path, capsys, preset):
 
 @pytest.mark.parametrize("preset", DOMAIN_PRESETS)
 def test_recipes_histograms_show_the_domain_op_params(tmp_path, preset):
-    from pipeline.degrade.report import histogram_panels
+    from pipeline.degrade.panels import summarize
 
     assert cli.main(["recipes", str(tmp_path / "r"), "--preset", preset, "--n", "20"]) == 0
     table = pd.read_parquet(tmp_path / "r" / "recipes.parquet")
-    panels = {title.split(" ")[0]: (values, label) for title, values, label in histogram_panels(table)}
+    panels = {p.title.split(" ")[0]: p for p in summarize(lambda: [table]).panels}
     names, numbers = USER_COLUMNS[preset]
     for col in names:  # a bar chart of the names drawn
-        assert set(panels[col][0]) == set(table[col]) and panels[col][1] == ""
+        assert set(panels[col].labels.index) == set(table[col]) and panels[col].xlabel == ""
     for col in numbers:  # a histogram of every value, its axis labelled with the unit
-        assert len(panels[col][0]) == len(table) and panels[col][1] != "", col
+        assert panels[col].total == len(table) and panels[col].xlabel != "", col

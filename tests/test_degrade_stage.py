@@ -310,8 +310,8 @@ def test_cli_degrade_a_folder_of_photos(tmp_path, capsys, fixtures):
 
 
 def test_recipe_histograms_leave_out_what_the_preset_never_draws(tmp_path):
+    from pipeline.degrade.panels import summarize
     from pipeline.degrade.recipe import BSRGAN_COLUMNS, STRING_COLUMNS
-    from pipeline.degrade.report import histogram_panels
     from pipeline.degrade.run import draw_recipes
 
     def column(title: str) -> str:  # 'blur1_sigma_x (3 n/a)' and 'noise1_level, gaussian' name their column
@@ -322,18 +322,21 @@ def test_recipe_histograms_leave_out_what_the_preset_never_draws(tmp_path):
         draw_recipes(tmp_path / preset, cfg_of(preset=preset), n=60, seed=0, scale=4)
         assert (tmp_path / preset / "recipe_histograms.png").stat().st_size > 0
         table = pd.read_parquet(tmp_path / preset / "recipes.parquet")
-        panels = histogram_panels(table)
+        panels = summarize(lambda: [table]).panels
         drawn = [c for c in BASE_COLUMNS + BSRGAN_COLUMNS
                  if c in table.columns and c != "bsrgan_order" and table[c].notna().any()]
         assert len(drawn) < len(table.columns) - 1  # the preset leaves some columns empty...
-        assert sorted({column(t) for t, _, _ in panels}) == sorted(drawn)  # ...and they get no panel
-        assert all(len(values) for _, values, _ in panels)
+        assert sorted({column(p.title) for p in panels}) == sorted(drawn)  # ...and they get no panel
+        assert all(p.total for p in panels)
         # every number has its unit on the x axis; names have none
-        assert all(bool(x) != (column(t) in STRING_COLUMNS) for t, _, x in panels)
-        units[preset] = {t: x for t, _, x in panels}
+        assert all(bool(p.xlabel) != (column(p.title) in STRING_COLUMNS) for p in panels)
+        units[preset] = {p.title: p.xlabel for p in panels}
         if preset == "realesrgan-x4plus":  # gaussian σ and the Poisson scale get a panel each
-            gaussian = dict((t, v) for t, v, _ in panels)["noise1_level, gaussian"]
-            assert sorted(gaussian) == sorted(table.loc[table["noise1_kind"] == "gaussian", "noise1_level"])
+            gaussian = {p.title: p for p in panels}["noise1_level, gaussian"]
+            sigmas = table.loc[table["noise1_kind"] == "gaussian", "noise1_level"].to_numpy()
+            assert gaussian.total == len(sigmas)
+            assert (gaussian.edges[0], gaussian.edges[-1]) == (sigmas.min(), sigmas.max())
+            assert np.array_equal(gaussian.counts, np.histogram(sigmas, bins=gaussian.edges)[0])
     x4, bsr = units["realesrgan-x4plus"], units["bsrgan"]
     assert "jpeg2_quality" not in x4 and "blur1_beta" not in bsr and "final_omega" not in bsr
     assert x4["noise1_level, gaussian"] == "σ (grey levels of 255)"

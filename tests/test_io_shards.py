@@ -263,3 +263,31 @@ def test_only_pipeline_io_shards_opens_an_index():
         if hits:
             found[rel] = len(hits)
     assert found == {}, f"index.parquet opened outside pipeline/io/shards.py (use ShardSet): {found}"
+
+
+@pytest.mark.parametrize("rewrite", [None, {"row_group_size": 4}, {"row_group_size": 4, "write_statistics": False}])
+def test_iter_frames_gives_frame_in_pieces_with_its_dtypes(tmp_path, rewrite):
+    """A piece has the dtypes of `frame` sliced, though pandas decides an int or bool column's dtype by
+    whether it has a null anywhere: here the nulls sit in one piece only."""
+    import pandas as pd
+
+    n = 11
+    columns = {"name": ["a", None, "b", np.nan] + ["c"] * (n - 4),  # strings with None and NaN
+               "gaps": [None] * 3 + list(range(n - 3)),  # an int column with nulls in the first piece only
+               "count": list(range(n)), "flag": [True, None] + [False] * (n - 2), "empty": [None] * n}
+    write_shard_set(tmp_path, [Sample(s.key, s.members, {c: v[i] for c, v in columns.items()})
+                               for i, s in enumerate(_samples(n))], set_name="hr")
+    if rewrite:  # several row groups, as a set written a row group at a time has; without statistics
+        index = pd.read_parquet(tmp_path / "index.parquet")
+        index.to_parquet(tmp_path / "index.parquet", index=False, **rewrite)
+    shards = ShardSet(tmp_path)
+    wanted = ["flag", "name", "nope", "gaps", "count", "empty"]
+    whole = shards.frame(wanted)
+    assert str(whole["gaps"].dtype) == "float64" and whole["count"].dtype == np.int64  # what pandas reads
+    pieces = list(shards.iter_frames(wanted, rows=3))
+    assert [len(p) for p in pieces] == [3, 3, 3, 2]
+    for piece in pieces:
+        pd.testing.assert_frame_equal(piece, whole.loc[piece.index], check_exact=True)
+        assert list(piece.dtypes) == list(whole.dtypes)
+    pd.testing.assert_frame_equal(pd.concat(pieces), whole)
+    assert [len(p.columns) for p in shards.iter_frames(["nope"])] == [0]

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io.images import encode_png
-from pipeline.io.shards import Sample, ShardSet, write_shard_set
+from pipeline.io.shards import Sample, index_columns, iter_index, write_shard_set
 
 from .config import DegradeConfig
 from .geometry import crop_to_scale
 from .incremental import inputs_writer, write_manifest
+from .panels import report_columns
 from .samples import Result
 from .sources import Context, read_set_hrs
 
@@ -59,8 +60,9 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
     shown = [(hr, r.lr_png, r.key) for hr, r in zip(_example_hrs(ctx, examples), examples)]
-    index = ShardSet(out).index
-    write_degrade_report(out, index, skipped, shown, stats=stats, preset=cfg.preset, seed=ctx.seed, scale=ctx.scale)
+    columns = report_columns(index_columns(out))  # the report reads these, a row group at a time
+    write_degrade_report(out, lambda: iter_index(out, columns), skipped, shown, stats=stats, preset=cfg.preset,
+                         seed=ctx.seed, scale=ctx.scale)
     return stats
 
 

@@ -157,7 +157,7 @@ class ShardSet:
         self.path = Path(path)
         self._index: pd.DataFrame | None = None
         where, need = self.path / INDEX, tuple(need)
-        self.columns = _index_columns(self.path)
+        self.columns = index_columns(self.path)
         cols = ["key", "shard"] + [f"{p}_{member_column(e)}" for e in need for p in ("offset", "size")]
         missing = [c for c in cols if c not in self.columns]
         if missing:
@@ -196,6 +196,10 @@ class ShardSet:
             import pandas as pd
             return pd.DataFrame(index=pd.RangeIndex(len(self.keys)))
         return read_parquet_table(self.path / INDEX, names)
+
+    def iter_frames(self, columns: Iterable[str], rows: int = 1 << 16) -> Iterator[pd.DataFrame]:
+        """`frame(columns)` in pieces of `rows` rows (`iter_index`)."""
+        return iter_index(self.path, columns, rows)
 
     def spans(self, ext: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(offset, size) int64 arrays of member `ext` by row (-1 where a sample has none), or None
@@ -348,10 +352,44 @@ def _read_index(set_dir: Path) -> pd.DataFrame:
     return read_parquet_table(_index_path(set_dir))
 
 
-def _index_columns(set_dir: Path) -> list[str]:
+def iter_index(set_dir: str | os.PathLike, columns: Iterable[str], rows: int = 1 << 16) -> Iterator[pd.DataFrame]:
+    """The index columns of `columns` that the set's index has, in pieces of `rows` rows (the last
+    one fewer), each with the dtypes and row labels of its slice of `ShardSet.frame(columns)`: a
+    stage that reads the index once through (degrade's report) holds a piece and a row group, not a
+    column of every sample, nor the keys a `ShardSet` holds."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = _index_path(Path(set_dir))
+    file = pq.ParquetFile(path)
+    names = [c for c in columns if c in file.schema_arrow.names]
+    if not names:  # no column to read still has a row per sample
+        yield pd.DataFrame(index=pd.RangeIndex(file.metadata.num_rows))
+        return
+
+    def has_null(col: str) -> bool:  # the row groups' statistics, else a pass over that column alone
+        at = file.schema_arrow.get_field_index(col)
+        stats = [file.metadata.row_group(g).column(at).statistics for g in range(file.num_row_groups)]
+        if all(s is not None and s.has_null_count for s in stats):
+            return sum(s.null_count for s in stats) > 0
+        return any(b.column(0).null_count for b in file.iter_batches(columns=[col]))
+
+    # pandas reads an int column with a null anywhere as float64, a bool one as object: so must every piece
+    types = {c: file.schema_arrow.field(c).type for c in names}
+    widen = {c: float if pa.types.is_integer(t) else object for c, t in types.items()
+             if (pa.types.is_integer(t) or pa.types.is_boolean(t)) and has_null(c)}
+    start = 0
+    for batch in file.iter_batches(batch_size=rows, columns=names):
+        piece = pa.Table.from_batches([batch]).to_pandas().astype(widen)
+        piece.index = pd.RangeIndex(start, start + len(piece))
+        start += len(piece)
+        yield piece
+
+
+def index_columns(set_dir: str | os.PathLike) -> list[str]:
     """The column names of a set's index, from its parquet schema (no rows read)."""
     import pyarrow.parquet as pq
-    return list(pq.read_schema(_index_path(set_dir)).names)
+    return list(pq.read_schema(_index_path(Path(set_dir))).names)
 
 
 def read_parquet_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
