@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "degrade"))
     from pipeline.degrade.run import degrade_in_place
-    from pipeline.parallel import keep_freed_memory
+    from pipeline.io.parquet_rows import arrow_on_malloc
+    from pipeline.parallel import keep_freed_memory, resolve_workers
 
-    keep_freed_memory()  # this process is ours: reuse freed arrays instead of faulting in new ones
+    arrow_on_malloc()
+    if resolve_workers(cfg.degrade.workers) == 1:  # this process degrades: reuse freed arrays, no page faults
+        keep_freed_memory()  # (with workers it only writes, and its memory must not grow with the corpus)
     # atomic: written to a temporary sibling of paths.lr and renamed into place when complete
     stats = degrade_in_place(cfg.paths.hr, cfg.paths.lr, cfg.degrade, seed=cfg.seed, scale=cfg.scale,
                              reuse=not args.from_scratch)

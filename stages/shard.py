@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline.config import load_params
 from pipeline.shard import make_pairs
 from pipeline.io.atomic import atomic_dir
+from pipeline.io.parquet_rows import arrow_on_malloc
 from stages import run_stage
 
 
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     cfg = load_params(args.params, sections=("seed", "scale", "paths", "shard"))
+    arrow_on_malloc()
     with atomic_dir(cfg.paths.pairs) as tmp:
         stats = make_pairs(cfg.paths.hr, cfg.paths.lr, tmp, cfg.shard, seed=cfg.seed, scale=cfg.scale)
     print(f"shard: {stats.used}/{stats.lr_tiles} pairs -> {stats.train_patches} train patches in {stats.train_shards} "

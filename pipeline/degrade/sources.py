@@ -9,6 +9,8 @@ gets the same jobs in the same order.
 """
 from __future__ import annotations
 
+import bisect
+
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -257,6 +259,16 @@ def read_hr(source: Source, job: Job) -> np.ndarray:
         shard, offset, size = job.hr_at
         return decode_png(read_member(source.path / shard, job.hr_key, "hr.png", offset, size))
     return decode_image(job.hr_file.read_bytes())
+
+
+def read_source_hr(source: Source, key: str) -> np.ndarray:
+    """The HR tile `key` of a shard-set source, found in the source's own key arrays (its index
+    is not read again). Raises KeyError for a key the set does not have."""
+    k = bisect.bisect_left(source.keys, key)
+    if k == len(source.keys) or source.keys[k] != key or source.spans is None:
+        raise KeyError(f"{source.path}: no HR tile with key {key!r}")
+    names, shard_of, offset, size = source.spans
+    return decode_png(read_member(source.path / names[shard_of[k]], key, "hr.png", int(offset[k]), int(size[k])))
 
 
 def read_set_hrs(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from .geometry import crop_to_scale
 from .incremental import inputs_writer, write_manifest
 from .panels import report_columns
 from .samples import Result
-from .sources import Context, read_set_hrs
+from .sources import Context, read_source_hr
 
 SET_NAME = "lr"
 
@@ -68,7 +68,5 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
 
 def _example_hrs(ctx: Context, examples: list[Result]) -> list[bytes]:
     """The cropped HR PNG of each example: stored with the sample (folder input) or read from the HR set."""
-    from_set = [r.hr_key for r in examples if r.hr_png is None]
-    hrs = read_set_hrs(ctx.source.path, from_set) if ctx.source.is_set else {}
-    return [r.hr_png if r.hr_png is not None else encode_png(crop_to_scale(hrs[r.hr_key], ctx.scale))
-            for r in examples]
+    return [r.hr_png if r.hr_png is not None else
+            encode_png(crop_to_scale(read_source_hr(ctx.source, r.hr_key), ctx.scale)) for r in examples]

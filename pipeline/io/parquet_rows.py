@@ -163,6 +163,15 @@ def _conform(table: pa.Table, n: int, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def arrow_on_malloc() -> None:
+    """Let Arrow allocate from the C library's heap in this process instead of its own jemalloc
+    pool, which keeps freed pages: a stage process that reads and writes indexes piece by piece then
+    reuses one piece's memory for the next instead of holding every piece's (bench/README.md,
+    "Scale"). For a stage's own process; a no-op where pyarrow has no system pool."""
+    import pyarrow as pa
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _arrow(frame: pd.DataFrame) -> pa.Table:
     """`frame` as `DataFrame.to_parquet(index=False)` hands it to pyarrow."""
     import pyarrow as pa

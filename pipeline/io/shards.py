@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.io.parquet_rows import ParquetRowWriter
+from pipeline.io.parquet_rows import ROW_GROUP, ParquetRowWriter
 from pipeline.io.images import ImageError, decode_png
 from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
 
@@ -197,7 +197,7 @@ class ShardSet:
             return pd.DataFrame(index=pd.RangeIndex(len(self.keys)))
         return read_parquet_table(self.path / INDEX, names)
 
-    def iter_frames(self, columns: Iterable[str], rows: int = 1 << 16) -> Iterator[pd.DataFrame]:
+    def iter_frames(self, columns: Iterable[str], rows: int = ROW_GROUP) -> Iterator[pd.DataFrame]:
         """`frame(columns)` in pieces of `rows` rows (`iter_index`)."""
         return iter_index(self.path, columns, rows)
 
@@ -352,7 +352,7 @@ def _read_index(set_dir: Path) -> pd.DataFrame:
     return read_parquet_table(_index_path(set_dir))
 
 
-def iter_index(set_dir: str | os.PathLike, columns: Iterable[str], rows: int = 1 << 16) -> Iterator[pd.DataFrame]:
+def iter_index(set_dir: str | os.PathLike, columns: Iterable[str], rows: int = ROW_GROUP) -> Iterator[pd.DataFrame]:
     """The index columns of `columns` that the set's index has, in pieces of `rows` rows (the last
     one fewer), each with the dtypes and row labels of its slice of `ShardSet.frame(columns)`: a
     stage that reads the index once through (degrade's report) holds a piece and a row group, not a
