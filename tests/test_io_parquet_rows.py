@@ -21,9 +21,9 @@ def _one_frame(rows: list[dict]) -> bytes | None:
     return buf.getvalue()
 
 
-def _streamed(rows: list[dict], path, row_group: int) -> bytes | None:
+def _streamed(rows: list[dict], path, row_group: int, part: int | None = None) -> bytes | None:
     try:
-        with ParquetRowWriter(path, row_group=row_group) as out:
+        with ParquetRowWriter(path, row_group=row_group, part=part or row_group) as out:
             for row in rows:
                 out.add(row)
     except Exception:  # noqa: BLE001
@@ -38,18 +38,18 @@ EXOTIC = {"numpy scalars", "big ints"}
 
 
 @pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("row_group", [1, 2, 1000])
-def test_streamed_rows_read_back_as_the_one_frame_write(name, row_group, tmp_path):
+@pytest.mark.parametrize("row_group, part", [(1, 1), (2, 2), (4, 2), (1000, 1), (1000, 2), (1000, 1000)])
+def test_streamed_rows_read_back_as_the_one_frame_write(name, row_group, part, tmp_path):
     rows = CASES[name] * 3  # several groups even at 2 rows a group
-    want, got = _one_frame(rows), _streamed(rows, tmp_path / "t.parquet", row_group)
-    if name in EXOTIC and (want is None) != (got is None) and row_group < len(rows):
+    want, got = _one_frame(rows), _streamed(rows, tmp_path / "t.parquet", row_group, part)
+    if name in EXOTIC and (want is None) != (got is None) and part < len(rows):
         return
     assert (want is None) == (got is None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if got is None else ["t.parquet"])  # no part left
     if got is None:
         return
     if row_group >= len(rows):
-        assert got == want  # one group: the same bytes
+        assert got == want  # one row group, of one part or of several: the same bytes
     else:
         assert pq.ParquetFile(io.BytesIO(got)).metadata.num_row_groups == -(-len(rows) // row_group)
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(got)), pd.read_parquet(io.BytesIO(want)))

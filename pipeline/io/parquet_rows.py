@@ -5,19 +5,19 @@ table's length.
         for row in rows:             # mappings, as for pd.DataFrame(list_of_rows)
             table.add(row)
 
-Rows are gathered column by column (`Columns`) until `ROW_GROUP` of them are in; the group is then
+Rows are gathered column by column (`Columns`) until `PART` of them are in; the part is then
 converted the way `DataFrame.to_parquet` converts a frame (`Columns.frame` → `pa.Table.from_pandas`)
 and spilled next to the file (`.<name>.part-NNNNNN`, Arrow IPC). Closing writes the file from the
-spilled groups, one parquet row group each, and removes them; an error removes them too (the file
-itself is only ever complete inside the stage's temporary directory, `atomic_dir`).
+spilled parts, `ROW_GROUP // PART` of them a parquet row group, and removes them; an error removes
+them too (the file itself is only ever complete inside the stage's temporary directory, `atomic_dir`).
 
 A table of at most `ROW_GROUP` rows is, byte for byte, the file `pd.DataFrame(rows).to_parquet(path,
 index=False, compression="zstd")` writes: every set of the demo, and every set this project wrote
-before rows were streamed. A longer table has the column types inference gives the whole table: a
-column of ints in one group and missing (NaN) in another is float64, a column of strings missing
-from a whole group stays a string column, and a column that mixes kinds of values across groups
+before rows were streamed. Every table has the column types inference gives the whole table: a
+column of ints in one part and missing (NaN) in another is float64, a column of strings missing
+from a whole part stays a string column, and a column that mixes kinds of values across parts
 (strings and numbers) fails with a ValueError naming it, as pyarrow refuses such a frame. Read back,
-it equals the one-frame write (tests/test_io_parquet_rows.py).
+a longer table equals the one-frame write (tests/test_io_parquet_rows.py).
 """
 from __future__ import annotations
 
@@ -33,23 +33,27 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-ROW_GROUP = 1 << 14  # rows per parquet row group: ~1 MB of index a group, ~10 MB of memory while gathered
+ROW_GROUP = 1 << 14  # rows per parquet row group: ~1 MB of an index, ~10 MB of Arrow memory while written
+PART = 1 << 12  # rows gathered and converted at a time: pandas' conversion of a part costs ~2 KB a row
 
 
 class ParquetRowWriter:
     """Rows added one by one, written to `path` as parquet row groups (module docstring).
 
+    part: rows converted at a time (a divisor of `row_group`; the memory of a conversion).
     empty: the frame to write when no row was added (a table without rows has no columns to type)."""
 
-    def __init__(self, path: str | os.PathLike, *, row_group: int = ROW_GROUP,
+    def __init__(self, path: str | os.PathLike, *, row_group: int = ROW_GROUP, part: int = PART,
                  empty: Callable[[], pd.DataFrame] | None = None) -> None:
-        if row_group < 1:
-            raise ValueError(f"row_group must be positive, got {row_group}")
-        self.path, self.row_group, self._empty = Path(path), row_group, empty
+        part = min(part, row_group)
+        if part < 1 or row_group % part:
+            raise ValueError(f"row_group ({row_group}) must be a positive multiple of part ({part})")
+        self.path, self.row_group, self.part, self._empty = Path(path), row_group, part, empty
         self.rows = 0
         self._group = Columns()
         self._parts: list[Path] = []
-        self._schemas: list[tuple[pa.Schema, frozenset[str]]] = []  # each part's, and its columns without a value
+        # each part's schema, its columns without a value, its columns with a missing value
+        self._schemas: list[tuple[pa.Schema, frozenset[str], frozenset[str]]] = []
         self._lengths: list[int] = []  # each part's rows (a group of rows without columns has rows too)
 
     def __enter__(self) -> ParquetRowWriter:
@@ -64,7 +68,7 @@ class ParquetRowWriter:
     def add(self, row: Mapping[str, Any]) -> None:
         self._group.add(row)
         self.rows += 1
-        if len(self._group) >= self.row_group:
+        if len(self._group) >= self.part:
             self._spill()
 
     def close(self) -> None:
@@ -78,10 +82,11 @@ class ParquetRowWriter:
             if len(self._group):
                 self._spill()
             schema = merged_schema(self._schemas, where=self.path)
+            per_group = self.row_group // self.part
             with pq.ParquetWriter(self.path, schema, compression="zstd") as out:
-                for part, n in zip(self._parts, self._lengths):
-                    out.write_table(_conform(_read_part(part), n, schema))
-                    part.unlink()
+                for start in range(0, len(self._parts), per_group):  # a row group from its parts
+                    parts = zip(self._parts[start:start + per_group], self._lengths[start:start + per_group])
+                    out.write_table(_concat([_conform(_read_part(part), n, schema) for part, n in parts]))
         finally:
             self._drop_parts()
 
@@ -94,8 +99,9 @@ class ParquetRowWriter:
         self._parts.append(part)
         with pa.OSFile(str(part), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        missing = frozenset(c for c in table.column_names if table.column(c).null_count == len(table))
-        self._schemas.append((table.schema, missing))
+        nulls = {c: table.column(c).null_count for c in table.column_names}
+        self._schemas.append((table.schema, frozenset(c for c, k in nulls.items() if k == len(table)),
+                              frozenset(c for c, k in nulls.items() if k)))
 
     def _drop_parts(self) -> None:
         for part in self._parts:
@@ -103,28 +109,33 @@ class ParquetRowWriter:
         self._parts = []
 
 
-def merged_schema(parts: list[tuple[pa.Schema, frozenset[str]]], where: Path | str = "") -> pa.Schema:
-    """The schema the whole table gets from its groups' schemas (each with the names of its columns
-    that hold no value): one group's schema as it is; otherwise columns in order of first
-    appearance, each typed by `_merged_type`, with the pandas metadata of the first group whose
-    column has that type (so pandas reads the column back as it would the one-frame file)."""
+def merged_schema(parts: list[tuple[pa.Schema, frozenset[str], frozenset[str]]], where: Path | str = "") -> pa.Schema:
+    """The schema the whole table gets from its parts' schemas (each with the names of its columns
+    that hold no value, and of those missing a value somewhere): one part's schema as it is;
+    otherwise columns in order of first appearance, each typed by `_merged_type`, with the pandas
+    metadata of the first part whose column has that type (so pandas reads the column back as it
+    would the one-frame file, whose metadata this is, byte for byte, when the types agree)."""
     import pyarrow as pa
     if len(parts) == 1:
         return parts[0][0]
     names: dict[str, None] = {}
-    for schema, _ in parts:
+    for schema, _, _ in parts:
         names.update(dict.fromkeys(schema.names))
-    pandas = [{c["name"]: c for c in json.loads(s.metadata[b"pandas"])["columns"]} for s, _ in parts]
+    pandas = [{c["name"]: c for c in json.loads(s.metadata[b"pandas"])["columns"]} for s, _, _ in parts]
     fields, entries = [], []
     for name in names:
-        seen = [(s.field(name).type, name in missing, meta[name]) for (s, missing), meta in zip(parts, pandas)
+        seen = [(s.field(name).type, name in empty, meta[name]) for (s, empty, _), meta in zip(parts, pandas)
                 if name in s.names]
-        kind = _merged_type(name, [(t, m) for t, m, _ in seen], absent=len(seen) < len(parts), where=where)
+        absent = len(seen) < len(parts)
+        kind = _merged_type(name, [(t, m) for t, m, _ in seen], absent=absent, where=where)
         fields.append(pa.field(name, kind))
-        entries.append(next((e for t, m, e in seen if t == kind and not m), None)
-                       or next((e for t, _, e in seen if t == kind), None)
-                       or {"name": name, "field_name": name, "pandas_type": "float64", "numpy_type": "float64",
-                           "metadata": None})  # only float64 can be a type no group had: ints and None
+        entry = (next((e for t, m, e in seen if t == kind and not m), None)
+                 or next((e for t, _, e in seen if t == kind), None)
+                 or {"name": name, "field_name": name, "pandas_type": "float64", "numpy_type": "float64",
+                     "metadata": None})  # only float64 can be a type no part had: ints and None
+        if kind == pa.bool_() and (absent or any(name in gaps for _, _, gaps in parts)):
+            entry = {**entry, "numpy_type": "object"}  # bools with a missing value are objects to pandas
+        entries.append(entry)
     meta = {**json.loads(parts[0][0].metadata[b"pandas"]), "columns": entries}
     return pa.schema(fields, metadata={**parts[0][0].metadata, b"pandas": json.dumps(meta).encode()})
 
@@ -176,6 +187,12 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     """`frame` as `DataFrame.to_parquet(index=False)` hands it to pyarrow."""
     import pyarrow as pa
     return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """One table of contiguous columns, as one conversion of all their rows would have made it."""
+    import pyarrow as pa
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
 
 
 def _read_part(part: Path) -> pa.Table:
