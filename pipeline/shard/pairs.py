@@ -32,7 +32,8 @@ import pandas as pd
 from pipeline.config import ShardConfig
 from pipeline.seeding import SPLIT_ORDER, WINDOWS, rng_for
 from pipeline.io.images import encode_png
-from pipeline.io.shards import INDEX, Sample, ShardError, ShardSet, json_bytes, write_shard_set
+from pipeline.io.shards import INDEX, Sample, ShardError, ShardSet, decode_member, json_bytes, write_shard_set
+from pipeline.io.tar import iter_tar
 from pipeline.parallel import ordered_map
 from pipeline.report import grid, markdown_table
 
@@ -88,16 +89,17 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
     if cfg.patch_size % scale:
         raise ValueError(f"shard.patch_size must be a multiple of scale ({scale}), got {cfg.patch_size}")
     out_dir = Path(out_dir)
-    lr_set = ShardSet(lr_dir)
-    plan, skipped = plan_pairs(lr_set, ShardSet(hr_dir) if hr_dir is not None else None, cfg, seed=seed, scale=scale)
-    plans: list[_Plan] = [plan]
-    lr_tiles = len(lr_set)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spill_path = out_dir / ".spill.bin"
+    spill_path, meta_path = out_dir / ".spill.bin", out_dir / ".metas.bin"
     rows = {s: PatchRows() for s in SPLITS}
     real: dict[str, int] | None = None
     try:
-        with open(spill_path, "w+b") as spill:
+        with open(spill_path, "w+b") as spill, open(meta_path, "w+b") as meta_file:
+            lr_set = ShardSet(lr_dir)
+            plan, skipped = plan_pairs(lr_set, ShardSet(hr_dir) if hr_dir is not None else None, cfg, seed=seed,
+                                       scale=scale, meta_file=meta_file)
+            plans: list[_Plan] = [plan]
+            lr_tiles = len(lr_set)
             _cut_into(spill, rows, skipped, plans, 0, cfg.workers)
             if not any(len(r) for r in rows.values()):
                 shown = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
@@ -117,9 +119,12 @@ def make_pairs(hr_dir: str | os.PathLike | None, lr_dir: str | os.PathLike, out_
                                              seed=seed, scale=scale)
     finally:
         spill_path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
     skipped.sort()
     pd.DataFrame(skipped, columns=["lr_key", "reason"]).to_csv(out_dir / "skipped.csv", index=False)
-    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=lr_tiles, used=used, skipped=skipped, real=real)
+    del plans, plan, lr_set  # the report reads the sets written, not the plan
+    _write_report(out_dir, cfg, seed=seed, scale=scale, lr_tiles=lr_tiles, used=used, skipped=skipped, real=real,
+                  counts={split: (counts[split][0], counts[split][2]) for split in SPLITS})
     return PairStats(lr_tiles=lr_tiles, used=used, skipped=len(skipped),
                      train_patches=counts["train"][0], val_patches=counts["val"][0],
                      train_shards=counts["train"][1], val_shards=counts["val"][1],
@@ -241,22 +246,24 @@ def _cut_pair(job: Job) -> list[_Cut] | str:
 
 def _check_hygiene(rows: dict[str, PatchRows], plans: list[_Plan]) -> None:
     """No source photo may feed both splits (val must measure photos the net never saw)."""
-    def photos(split: str) -> list[str]:  # each row's photo, in row order
+    def photos(split: str) -> set[str]:  # the distinct photos of a split's rows, from the plans' photo codes
         r = rows[split].arrays()
-        return [plans[p].photos[plans[p].photo[j]] for p, j in zip(r["plan"].tolist(), r["job"].tolist())]
-    train = photos("train")
-    both = set(train) & set(photos("val"))
+        return {plans[p].photos[c] for p in range(len(plans))
+                for c in np.unique(plans[p].photo[r["job"][r["plan"] == p]]).tolist()}
+
+    both = photos("train") & photos("val")
     if both:
-        at = next(i for i, photo in enumerate(train) if photo in both)
-        p, j = int(rows["train"].cols["plan"][at]), int(rows["train"].cols["job"][at])
+        r = rows["train"].arrays()
+        p, j = next((p, j) for p, j in zip(r["plan"].tolist(), r["job"].tolist())
+                    if plans[p].photos[plans[p].photo[j]] in both)  # the first train row of such a photo
         source = plans[p].metas([j])[j]["source"]
         raise ValueError(f"shard: source photo {source!r} has tiles in both train and val; the split must be by photo")
 
 
 def _write_split(out: Path, split: str, rows: dict[str, np.ndarray], plans: list[_Plan], spill_fd: int,
-                 cfg: ShardConfig, *, seed: int, scale: int) -> tuple[int, int]:
+                 cfg: ShardConfig, *, seed: int, scale: int) -> tuple[int, int, int]:
     """Write one split's patches (`PatchRows.arrays`) in seeded-permutation order, their pairs' index
-    columns made a chunk at a time. Returns (patches, shards)."""
+    columns read a chunk at a time. Returns (patches, shards, pairs)."""
     n = len(rows["job"])
     rank = rng_for(SPLIT_ORDER, seed, split).permutation(n)  # rows arrive sorted by (lr_key, n)
     width = max(8, len(str(max(n - 1, 0))))
@@ -288,23 +295,25 @@ def _write_split(out: Path, split: str, rows: dict[str, np.ndarray], plans: list
 
     max_per_shard = max(1, math.ceil(n / cfg.min_shards))
     written = write_shard_set(out, samples(), set_name=split, shard_bytes=cfg.shard_bytes, max_per_shard=max_per_shard)
-    return n, written.shards
+    pairs = len(np.unique(np.stack([rows["plan"], rows["job"]], axis=1), axis=0)) if n else 0
+    return n, written.shards, pairs
 
 
 def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tiles: int, used: int,
-                  skipped: list[tuple[str, str]], real: dict[str, int] | None = None) -> None:
+                  skipped: list[tuple[str, str]], real: dict[str, int] | None,
+                  counts: dict[str, tuple[int, int]]) -> None:
+    """report.md and pairs.png; `counts`: each split's (patches, pairs that gave them)."""
     split_rows, examples = [], []
     for split in SPLITS:
-        shards = ShardSet(out / split)
-        index = shards.frame(["lr_key"])
-        shard_sizes = [(out / split / s).stat().st_size for s in shards.shards] if len(index) else [0]
-        split_rows.append({"split": split, "pairs": index["lr_key"].nunique() if len(index) else 0,
-                           "patches": len(index), "shards": len(shard_sizes) if len(index) else 0,
+        files = sorted((out / split).glob(f"{split}-*.tar"))
+        patches, pairs = counts[split]
+        shard_sizes = [f.stat().st_size for f in files] if patches else [0]
+        split_rows.append({"split": split, "pairs": pairs, "patches": patches,
+                           "shards": len(shard_sizes) if patches else 0,
                            "MB": round(sum(shard_sizes) / 2**20, 2), "min shard MB": round(min(shard_sizes) / 2**20, 2),
                            "max shard MB": round(max(shard_sizes) / 2**20, 2)})
         if split == "train" or not examples:
-            examples = _examples(shards) or examples
-        shards.close()
+            examples = _examples(files) or examples
     if examples:
         (out / "pairs.png").write_bytes(encode_png(grid(examples, cell=min(cfg.patch_size, 256))))
     p = cfg.patch_size // scale
@@ -326,10 +335,12 @@ def _write_report(out: Path, cfg: ShardConfig, *, seed: int, scale: int, lr_tile
     (out / "report.md").write_text("\n".join(lines))
 
 
-def _examples(shards: ShardSet) -> list[list[np.ndarray]]:
+def _examples(files: list[Path]) -> list[list[np.ndarray]]:
+    """The first `_EXAMPLES` pairs of a split's shards (stored order is already a random order)."""
     rows = []
-    for i in range(min(_EXAMPLES, len(shards))):  # stored order is already a random order
-        hr, lr = shards.image_at(i, "hr.png"), shards.image_at(i, "lr.png")
+    samples = (s for f in files for s in iter_tar(f))
+    for _, (key, members) in zip(range(_EXAMPLES), samples):
+        hr, lr = (decode_member(members[e], files[0].name, key, e) for e in ("hr.png", "lr.png"))
         pair = [hr, np.repeat(np.repeat(lr, hr.shape[0] // lr.shape[0], 0), hr.shape[1] // lr.shape[1], 1)]
         if rows and len(rows[-1]) < 4:
             rows[-1] += pair

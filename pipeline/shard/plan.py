@@ -1,19 +1,24 @@
 """The shard stage's plan and patch table, kept as columns so memory stays flat in the corpus size.
 
-A plan lists one job per pair (`_Job`: what a worker needs to cut it), but holds them as arrays
-of row numbers into the LR and HR indexes: a job, and the index columns of its pair (`metas`),
-are made when asked for, a chunk of index rows at a time (`to_dict("records")` on those rows,
-so every value is the one a whole-index `to_dict` gives). `PatchRows` keeps the cut patches as
-int64 columns (plan, job, window, spill span). One dict per pair and one per patch grew the stage
-process by ~8 KB a pair (bench/README.md, "Scale").
+A plan lists one job per pair (`Job`: what a worker needs to cut it), but holds them as arrays
+of row numbers into the LR and HR indexes; a job is made when asked for. The LR index is read once,
+a chunk of rows at a time (`to_dict("records")` on those rows, so every value is the one a
+whole-index `to_dict` gives), and the index columns of each pair (`pair_meta`) are written to a
+file as JSON as they are planned, to be read back by offset when the pair's patches are written
+(`metas`): the plan holds no column of the LR index. `PatchRows` keeps the cut patches as int64
+columns (plan, job, window, spill span). One dict per pair and one per patch grew the stage process
+by ~8 KB a pair, the LR index columns held by the plan by ~1 KB (bench/README.md, "Scale").
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -72,20 +77,25 @@ class ListPlan(Sequence):
 
 
 class IndexPlan(Sequence):
-    """One job per usable LR tile, in key order, as row numbers into the LR and HR indexes."""
+    """One job per usable LR tile, in key order, as row numbers into the LR and HR indexes.
 
-    def __init__(self, lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, seed: int, scale: int) -> None:
+    The LR index is read once, a row group at a time, while planning (`plan_pairs`): each pair's
+    index columns (`pair_meta`) go to `meta_file` as JSON, and the plan keeps only their spans, so
+    it holds no column of the LR index; the HR columns a pair reads are kept coded (`_Coded`)."""
+
+    def __init__(self, lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, seed: int, scale: int,
+                 meta_file: BinaryIO) -> None:
         self.lr_set, self.hr_set, self.cfg, self.seed, self.scale = lr_set, hr_set, cfg, seed, scale
         self.recipe_cols = recipe_columns(lr_set.columns)
-        # only the index columns a pair's job and metas read (keys and spans are the sets' arrays)
-        self.lr = lr_set.frame([*_LR_COLUMNS, *self.recipe_cols])
-        self.hr = hr_set.frame(_HR_COLUMNS) if hr_set is not None else None
+        self.hr = _Coded(hr_set, _HR_COLUMNS) if hr_set is not None else None
+        self.meta_file = meta_file
         self.lr_row = np.zeros(0, np.int64)
         self.hr_row = np.zeros(0, np.int64)   # -1: the LR set's own hr.png
         self.split = np.zeros(0, np.int8)     # into SPLITS
         self.photo = np.zeros(0, np.int64)    # into self.photos
         self.photos: list[str] = []
         self.hw = np.zeros((0, 4), np.int64)  # lr h, w, hr h, w; -1: not in the index
+        self.meta_at = np.zeros((0, 2), np.int64)  # (offset, size) of each job's pair_meta JSON in meta_file
 
     def __len__(self) -> int:
         return len(self.lr_row)
@@ -98,7 +108,7 @@ class IndexPlan(Sequence):
         own = hr_row < 0
         hr_src = self.lr_set.member_at(lr_row, "hr.png") if own else self.hr_set.member_at(hr_row, "hr.png")
         cfg = self.cfg
-        return Job(self.lr_key(i), hr_src.key if not own else str(self._hr_key(lr_row)), split,
+        return Job(self.lr_key(i), hr_src.key if not own else self._meta(i)["hr_key"], split,
                    self.lr_set.member_at(lr_row, "lr.png"), hr_src, (lr_h, lr_w) if lr_h >= 0 else None,
                    (hr_h, hr_w) if hr_h >= 0 else None,
                    cfg.patches_per_pair if split == "train" else cfg.val_patches_per_pair, cfg.mode,
@@ -107,33 +117,49 @@ class IndexPlan(Sequence):
     def lr_key(self, i: int) -> str:
         return self.lr_set.keys[self.lr_row[i]]
 
-    def _hr_key(self, lr_row: int) -> str:
-        return str(self.lr["hr_key"].iloc[lr_row])
-
     def metas(self, jobs: Iterable[int]) -> dict[int, dict[str, Any]]:
         """The index columns of each job's pair (`pair_meta`), by job number."""
-        jobs = np.unique(np.fromiter(jobs, dtype=np.int64))
-        out = {}
-        for start in range(0, len(jobs), CHUNK):
-            part = jobs[start:start + CHUNK]
-            lr_recs = self.lr_records(self.lr_row[part])
-            hr_recs = self._hr_records(self.hr_row[part])
-            for j, row, hr_row in zip(part.tolist(), lr_recs, hr_recs):
-                out[j] = pair_meta(row, hr_row, SPLITS[self.split[j]], self.recipe_cols)
+        return {j: self._meta(j) for j in np.unique(np.fromiter(jobs, dtype=np.int64)).tolist()}
+
+    def _meta(self, i: int) -> dict[str, Any]:
+        at, size = (int(v) for v in self.meta_at[i])
+        return json.loads(os.pread(self.meta_file.fileno(), size, at))
+
+
+class _Coded:
+    """Columns of an index kept coded, for rows read in any order: strings as int32 codes into their
+    distinct values (a photo's source and digest repeat over its tiles), numbers as float64. Read a
+    row group at a time; `records(rows)` gives what `frame(columns).iloc[rows].to_dict("records")`
+    gives (NaN where a value is missing)."""
+
+    def __init__(self, shards: ShardSet, columns: Sequence[str]) -> None:
+        self.names = [c for c in columns if c in shards.columns]
+        self.values: dict[str, list[Any]] = {c: [] for c in self.names}
+        parts: dict[str, list[np.ndarray]] = {c: [] for c in self.names}
+        known: dict[str, dict[Any, int]] = {c: {} for c in self.names}
+        for piece in shards.iter_frames(self.names):
+            for c in self.names:
+                col = piece[c]
+                if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+                    parts[c].append(col.to_numpy(dtype=np.float64))
+                    continue
+                table, values = known[c], self.values[c]
+                codes = [table.setdefault(v, len(table)) if isinstance(v, str) else -1 for v in col.tolist()]
+                values.extend(list(table)[len(values):])
+                parts[c].append(np.asarray(codes, dtype=np.int32))
+        self.columns = {c: np.concatenate(p) if p else np.zeros(0) for c, p in parts.items()}
+
+    def records(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{} for _ in range(len(rows))]
+        for c in self.names:
+            col, values = self.columns[c][rows], self.values[c]
+            if col.dtype == np.int32:
+                cells = [values[k] if k >= 0 else math.nan for k in col.tolist()]
+            else:
+                cells = [int(v) if v.is_integer() else v for v in col.tolist()]
+            for rec, cell in zip(out, cells):
+                rec[c] = cell
         return out
-
-    def lr_records(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        """The LR index rows `rows` as dicts of the columns read (`key` from the set's keys)."""
-        recs = self.lr.iloc[rows].to_dict("records")
-        for rec, key in zip(recs, self.lr_set.keys[rows]):
-            rec["key"] = key
-        return recs
-
-    def _hr_records(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        if self.hr_set is None or not (rows >= 0).any():
-            return [{} for _ in rows]
-        recs = self.hr.iloc[np.maximum(rows, 0)].to_dict("records")
-        return [rec if r >= 0 else {} for r, rec in zip(rows.tolist(), recs)]
 
 
 def pair_meta(row: dict[str, Any], hr_row: dict[str, Any], split: str, recipe_cols: list[str]) -> dict[str, Any]:
@@ -146,9 +172,10 @@ def pair_meta(row: dict[str, Any], hr_row: dict[str, Any], split: str, recipe_co
             "recipe": {c: plain(row[c]) for c in recipe_cols}}
 
 
-def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
-               seed: int, scale: int) -> tuple[IndexPlan, list[tuple[str, str]]]:
-    """One job per LR tile (sorted by key), and the pairs skipped before decoding."""
+def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, seed: int, scale: int,
+               meta_file: BinaryIO) -> tuple[IndexPlan, list[tuple[str, str]]]:
+    """One job per LR tile (sorted by key), and the pairs skipped before decoding. The pairs'
+    index columns are written to `meta_file` (`IndexPlan`)."""
     where = lr_set.path / INDEX
     for col in ("key", "shard", "hr_key", "offset_lr_png", "size_lr_png"):
         if col not in lr_set.columns:
@@ -156,42 +183,64 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *,
     own_hr = "size_hr_png" in lr_set.columns
     if hr_set is None and not own_hr:
         raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
-    plan = IndexPlan(lr_set, hr_set, cfg, seed=seed, scale=scale)
+    if len(lr_set.keys) > 1 and not (lr_set.keys[1:] > lr_set.keys[:-1]).all():
+        raise ValueError(f"{where}: samples are not in sorted key order (a shard set's index is: "
+                         "pipeline/io/shards.py)")
+    plan = IndexPlan(lr_set, hr_set, cfg, seed=seed, scale=scale, meta_file=meta_file)
     hr_keys = pd.Index(hr_set.keys) if hr_set is not None else None
-    order = np.argsort(lr_set.keys, kind="stable")
-    cols = {name: array("q") for name in ("lr_row", "hr_row", "split", "photo", "lr_h", "lr_w", "hr_h", "hr_w")}
+    cols = {name: array("q") for name in ("lr_row", "hr_row", "split", "photo", "lr_h", "lr_w", "hr_h", "hr_w",
+                                          "meta_at", "meta_size")}
     photos: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    for start in range(0, len(order), CHUNK):
-        rows = order[start:start + CHUNK]
-        recs = plan.lr_records(rows)
+    start = 0
+    for piece in lr_set.iter_frames([*_LR_COLUMNS, *plan.recipe_cols], rows=CHUNK):  # rows in key order
+        recs = piece.to_dict("records")
+        for rec, key in zip(recs, lr_set.keys[start:start + len(recs)]):
+            rec["key"] = key
         found = (hr_keys.get_indexer([str(r["hr_key"]) for r in recs]) if hr_keys is not None
                  else np.full(len(recs), -1))
-        hr_recs = plan._hr_records(found)
-        for lr_row, row, hr_at, hr_row in zip(rows.tolist(), recs, found.tolist(), hr_recs):
-            lr_key, hr_key = str(row["key"]), str(row["hr_key"])
-            if own_hr and pd.notna(row.get("size_hr_png")):
-                hr_at, hr_row = -1, {}
-                split = row.get("split") if pd.notna(row.get("split", None)) else "train"
-            elif hr_at >= 0:
-                split = hr_row.get("split", row.get("split", "train"))
-                if "split" in row and pd.notna(row["split"]) and row["split"] != split:
-                    raise ValueError(f"{where}: sample {lr_key!r} is in split {row['split']!r} but its HR tile "
-                                     f"{hr_key!r} is in {split!r}")
-            else:
-                skipped.append((lr_key, f"no HR tile {hr_key!r}" + (f" in {hr_set.path}" if hr_set is not None else "")))
+        hr_recs = plan.hr.records(np.maximum(found, 0)) if plan.hr is not None else [{} for _ in recs]
+        for lr_row, row, hr_at, hr_row in zip(range(start, start + len(recs)), recs, found.tolist(), hr_recs):
+            planned = _plan_pair(row, hr_row if hr_at >= 0 else None, hr_at, own_hr, where, hr_set)
+            if isinstance(planned, str):
+                skipped.append((str(row["key"]), planned))
                 continue
-            if split not in SPLITS:
-                raise ValueError(f"{where}: sample {lr_key!r} has split {split!r}; expected one of {list(SPLITS)}")
-            photo = pair_meta(row, hr_row, split, [])["photo"]
-            for name, value in zip(cols, (lr_row, hr_at, SPLITS.index(split), photos.setdefault(photo, len(photos)),
-                                          *_hw_or_none(row), *_hw_or_none(hr_row if hr_at >= 0 else {}))):
+            hr_at, hr_row, split = planned
+            meta = pair_meta(row, hr_row, split, plan.recipe_cols)
+            blob = json.dumps(meta, separators=(",", ":")).encode()  # floats as repr: read back equal
+            photo = photos.setdefault(meta["photo"], len(photos))
+            for name, value in zip(cols, (lr_row, hr_at, SPLITS.index(split), photo, *_hw_or_none(row),
+                                          *_hw_or_none(hr_row), meta_file.tell(), len(blob))):
                 cols[name].append(value)
+            meta_file.write(blob)
+        start += len(recs)
+    meta_file.flush()
     plan.lr_row, plan.hr_row = np.asarray(cols["lr_row"]), np.asarray(cols["hr_row"])
     plan.split, plan.photo = np.asarray(cols["split"], dtype=np.int8), np.asarray(cols["photo"])
     plan.hw = np.stack([np.asarray(cols[c]) for c in ("lr_h", "lr_w", "hr_h", "hr_w")], axis=1).reshape(-1, 4)
+    plan.meta_at = np.stack([np.asarray(cols["meta_at"]), np.asarray(cols["meta_size"])], axis=1).reshape(-1, 2)
     plan.photos = list(photos)
     return plan, skipped
+
+
+def _plan_pair(row: dict[str, Any], hr_row: dict[str, Any] | None, hr_at: int, own_hr: bool, where: Path,
+               hr_set: ShardSet | None) -> tuple[int, dict[str, Any], str] | str:
+    """(HR row number or -1 for the LR set's own hr.png, the HR index row, split) of one LR index
+    row, or why it is skipped. Raises ValueError for a split that disagrees with the HR tile's."""
+    lr_key, hr_key = str(row["key"]), str(row["hr_key"])
+    if own_hr and pd.notna(row.get("size_hr_png")):
+        hr_at, hr_row = -1, {}
+        split = row.get("split") if pd.notna(row.get("split", None)) else "train"
+    elif hr_row is not None:
+        split = hr_row.get("split", row.get("split", "train"))
+        if "split" in row and pd.notna(row["split"]) and row["split"] != split:
+            raise ValueError(f"{where}: sample {lr_key!r} is in split {row['split']!r} but its HR tile "
+                             f"{hr_key!r} is in {split!r}")
+    else:
+        return f"no HR tile {hr_key!r}" + (f" in {hr_set.path}" if hr_set is not None else "")
+    if split not in SPLITS:
+        raise ValueError(f"{where}: sample {lr_key!r} has split {split!r}; expected one of {list(SPLITS)}")
+    return hr_at, hr_row, split
 
 
 def _hw_or_none(row: dict[str, Any]) -> tuple[int, int]:
