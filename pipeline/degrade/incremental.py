@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.io.digest import sha256_file
 from pipeline.io.parquet_rows import ParquetRowWriter
-from pipeline.io.shards import INDEX, Sample, ShardSet, json_bytes, read_parquet_table
+from pipeline.io.shards import INDEX, Sample, ShardSet, iter_parquet_rows, json_bytes
 
 from .draw import sample_recipe
 from .samples import Result, sample_columns, sample_json
@@ -61,10 +63,10 @@ CODE = ("degrade", "io/images.py", "io/shards.py", "seeding.py")
 
 @dataclass
 class Reuse:
-    """Which jobs a previous set already holds: `carried` output keys (read from `old`), the `todo`
-    jobs to compute, and `why` in words (for the stage's line)."""
+    """Which jobs a previous set already holds: `carried`, the job numbers (increasing) read from
+    `old`; the `todo` jobs to compute; and `why` in words (for the stage's line)."""
     old: ShardSet | None
-    carried: frozenset[str]
+    carried: np.ndarray
     todo: Sequence[Job]  # a JobPlan when the jobs were one
     why: str
 
@@ -198,31 +200,45 @@ def plan_reuse(previous: Path | None, ctx: Context, jobs: list[Job]) -> Reuse:
     manifest, when its index is not the one the manifest describes, or when the fingerprints differ.
     Raises nothing for a bad previous set: it is a cache, and a miss costs only time."""
     if previous is None or not (Path(previous) / INDEX).is_file():
-        return Reuse(None, frozenset(), jobs, "no previous set")
+        return Reuse(None, _NONE, jobs, "no previous set")
     previous = Path(previous)
     manifest = read_manifest(previous)
     if manifest is None:
-        return Reuse(None, frozenset(), jobs, f"no {REUSE_DIR}/{MANIFEST} in the previous set")
+        return Reuse(None, _NONE, jobs, f"no {REUSE_DIR}/{MANIFEST} in the previous set")
     if manifest.get("index_sha256") != sha256_file(previous / INDEX):
-        return Reuse(None, frozenset(), jobs, f"{REUSE_DIR}/{MANIFEST} describes another index")
+        return Reuse(None, _NONE, jobs, f"{REUSE_DIR}/{MANIFEST} describes another index")
     now = fingerprint(ctx)
     if manifest.get("digest") != now["digest"]:
         before = manifest.get("parts") or {}
         differs = sorted(k for k in now["parts"] if before.get(k) != now["parts"][k])
-        return Reuse(None, frozenset(), jobs, f"changed since the previous set: {', '.join(differs)}")
-    inputs = read_parquet_table(previous / REUSE_DIR / INPUTS)
-    old = ShardSet(previous)
-    made_from = dict(zip(inputs["key"], inputs["hr_sha256"]))
-    held = set(old.keys)
-    carried, todo = set(), array("q")  # job numbers
-    for i, job in enumerate(jobs):
+        return Reuse(None, _NONE, jobs, f"changed since the previous set: {', '.join(differs)}")
+    carried, todo = array("q"), array("q")  # job numbers
+    made_from = _made_from(previous / REUSE_DIR / INPUTS)  # the samples the set holds, in key order
+    held, prev = next(made_from, None), None
+    for i, job in enumerate(jobs):  # jobs in output-key order too: one merge walk, no table of keys
         key = output_key(job.hr_key, job.variant)
-        if job.hr_sha256 is not None and key in held and made_from.get(key) == job.hr_sha256:
-            carried.add(key)
-        else:
-            todo.append(i)
+        if prev is not None and key <= prev:
+            raise ValueError(f"jobs out of output-key order: {key!r} after {prev!r}")
+        prev = key
+        while held is not None and held[0] < key:
+            held = next(made_from, None)
+        same = job.hr_sha256 is not None and held is not None and held == (key, job.hr_sha256)
+        (carried if same else todo).append(i)
     todo = jobs.take(todo) if isinstance(jobs, JobPlan) else [jobs[i] for i in todo]
-    return Reuse(old if carried else None, frozenset(carried), todo, f"{len(carried)} of {len(jobs)} carried over")
+    old = ShardSet(previous) if carried else None
+    return Reuse(old, np.asarray(carried, np.int64), todo, f"{len(carried)} of {len(jobs)} carried over")
+
+
+_NONE = np.zeros(0, np.int64)  # no job carried
+
+
+def _made_from(path: Path) -> Iterator[tuple[str, str | None]]:
+    """(key, hr_sha256) of each sample INPUTS lists, in its order (the set's key order), read a row
+    group at a time. A missing or unreadable INPUTS lists nothing (a cache miss, not an error)."""
+    try:
+        yield from iter_parquet_rows(path, ["key", "hr_sha256"])
+    except (OSError, ValueError, KeyError):
+        return
 
 
 def carry(ctx: Context, job: Job, old: ShardSet) -> Result:
@@ -248,11 +264,13 @@ def carry(ctx: Context, job: Job, old: ShardSet) -> Result:
 def merge_results(ctx: Context, jobs: list[Job], reuse: Reuse, fresh: Iterable[Result]) -> Iterator[Result]:
     """Every job's Result in job order: carried ones read from `reuse.old` as their turn comes, the
     others taken from `fresh` (the results of `reuse.todo`, in that order)."""
-    fresh = iter(fresh)
-    for job in jobs:
+    fresh, carried = iter(fresh), iter(reuse.carried.tolist())
+    next_carried = next(carried, -1)
+    for i, job in enumerate(jobs):
         key = output_key(job.hr_key, job.variant)
-        if key in reuse.carried:
+        if i == next_carried:
             yield carry(ctx, job, reuse.old)
+            next_carried = next(carried, -1)
             continue
         res = next(fresh, None)
         if res is None or res.key != key:

@@ -394,10 +394,18 @@ def index_columns(set_dir: str | os.PathLike) -> list[str]:
 
 def read_parquet_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A parquet table (all columns, or those of `columns`): a shard set's index, or a table that
-    describes one (degrade's reuse manifest). The one place parquet is read, so what reads an index
-    is always this module."""
+    describes one. With `iter_index` and `iter_parquet_rows`, the only places parquet is read, so
+    what reads an index is always this module."""
     import pandas as pd
     return pd.read_parquet(path, columns=columns)
+
+
+def iter_parquet_rows(path: Path, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """The rows of a parquet table's `columns` as tuples of Python values, a row group at a time
+    (degrade's reuse inputs, read in a merge walk without holding the table)."""
+    import pyarrow.parquet as pq
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns):
+        yield from zip(*(batch.column(i).to_pylist() for i in range(len(columns))))
 
 
 def _checked_keys(index: pd.DataFrame, where: Path) -> np.ndarray:
