@@ -198,3 +198,26 @@ def test_stage_reads_its_params(sets, tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match="shard.patch_size: expected 8 <= value, got 4"):
         main(["--params", str(tmp_path / "params.yaml")])
+
+
+def test_byte_identical_whatever_the_plan_reads_at_a_time(sets, tmp_path, monkeypatch):
+    """The plan reads the LR index a chunk at a time and writes each pair's index columns to a file
+    (read back by offset): chunks of 3 rows give the pairs a whole-index read gives."""
+    import pipeline.shard.pairs as pairs_module
+    import pipeline.shard.plan as plan_module
+    hr, lr, pairs = sets
+    monkeypatch.setattr(plan_module, "CHUNK", 3)
+    monkeypatch.setattr(pairs_module, "CHUNK", 3)
+    make_pairs(hr, lr, tmp_path / "p", CFG, seed=0, scale=4)
+    assert _digests(tmp_path / "p") == _digests(pairs)
+
+
+def test_an_lr_index_out_of_key_order_is_refused(sets, tmp_path):
+    import shutil
+
+    from pipeline.io.shards import write_index
+    hr, lr, _ = sets
+    shutil.copytree(lr, tmp_path / "lr")
+    write_index(tmp_path / "lr", ShardSet(lr).index.iloc[::-1])
+    with pytest.raises(ValueError, match="not in sorted key order"):
+        make_pairs(hr, tmp_path / "lr", tmp_path / "p", CFG, seed=0, scale=4)
