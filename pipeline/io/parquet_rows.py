@@ -1,4 +1,4 @@
-"""Rows written to a parquet file a row group at a time, so memory holds one group whatever the
+"""Rows written to a parquet file a part at a time, so memory holds one row group whatever the
 table's length.
 
     with ParquetRowWriter(path) as table:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-ROW_GROUP = 1 << 14  # rows per parquet row group: ~1 MB of an index, ~10 MB of Arrow memory while written
+ROW_GROUP = 1 << 14  # rows per parquet row group: ~1 MB of a zstd index; its Arrow table is held while written
 PART = 1 << 12  # rows gathered and converted at a time: pandas' conversion of a part costs ~2 KB a row
 
 
@@ -50,11 +50,11 @@ class ParquetRowWriter:
             raise ValueError(f"row_group ({row_group}) must be a positive multiple of part ({part})")
         self.path, self.row_group, self.part, self._empty = Path(path), row_group, part, empty
         self.rows = 0
-        self._group = Columns()
+        self._gathering = Columns()
         self._parts: list[Path] = []
         # each part's schema, its columns without a value, its columns with a missing value
         self._schemas: list[tuple[pa.Schema, frozenset[str], frozenset[str]]] = []
-        self._lengths: list[int] = []  # each part's rows (a group of rows without columns has rows too)
+        self._lengths: list[int] = []  # each part's rows (a part of rows without columns has rows too)
 
     def __enter__(self) -> ParquetRowWriter:
         return self
@@ -66,20 +66,20 @@ class ParquetRowWriter:
             self._drop_parts()
 
     def add(self, row: Mapping[str, Any]) -> None:
-        self._group.add(row)
+        self._gathering.add(row)
         self.rows += 1
-        if len(self._group) >= self.part:
+        if len(self._gathering) >= self.part:
             self._spill()
 
     def close(self) -> None:
-        """Write the file from every row added, then remove the spilled groups."""
+        """Write the file from every row added, then remove the spilled parts."""
         import pyarrow.parquet as pq
         try:
             if not self.rows:
-                frame = self._empty() if self._empty is not None else self._group.frame()
+                frame = self._empty() if self._empty is not None else self._gathering.frame()
                 pq.write_table(_arrow(frame), self.path, compression="zstd")
                 return
-            if len(self._group):
+            if len(self._gathering):
                 self._spill()
             schema = merged_schema(self._schemas, where=self.path)
             per_group = self.row_group // self.part
@@ -92,9 +92,9 @@ class ParquetRowWriter:
 
     def _spill(self) -> None:
         import pyarrow as pa
-        table = _arrow(self._group.frame())
-        self._lengths.append(len(self._group))
-        self._group = Columns()  # the group's storage goes before the next one gathers
+        table = _arrow(self._gathering.frame())
+        self._lengths.append(len(self._gathering))
+        self._gathering = Columns()  # the part's storage goes before the next one gathers
         part = self.path.with_name(f".{self.path.name}.part-{len(self._parts):06d}")
         self._parts.append(part)
         with pa.OSFile(str(part), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -141,11 +141,11 @@ def merged_schema(parts: list[tuple[pa.Schema, frozenset[str], frozenset[str]]],
 
 
 def _merged_type(name: str, seen: list[tuple[pa.DataType, bool]], *, absent: bool, where: Path | str) -> pa.DataType:
-    """The type of column `name` in the whole table from its type in each group that has it (and
-    whether it held no value there); `absent`: some group's rows all lack it (NaN in the whole).
+    """The type of column `name` in the whole table from its type in each part that has it (and
+    whether it held no value there); `absent`: some part's rows all lack it (NaN in the whole).
     Pandas' inference on the whole column: ints and missing values make float64, ints and floats
     float64, any one kind of value with missing ones that kind; a column with no value anywhere is
-    float64 when one of its missing values is NaN, else what its groups have (null: only None)."""
+    float64 when one of its missing values is NaN, else what its parts have (null: only None)."""
     import pyarrow as pa
     present = {t for t, missing in seen if not missing and not pa.types.is_null(t)}
     if not present:
