@@ -183,11 +183,11 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
     own_hr = "size_hr_png" in lr_set.columns
     if hr_set is None and not own_hr:
         raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
-    if len(lr_set.keys) > 1 and not (lr_set.keys[1:] > lr_set.keys[:-1]).all():
-        raise ValueError(f"{where}: samples are not in sorted key order (a shard set's index is: "
-                         "pipeline/io/shards.py)")
+    for shards in (lr_set, hr_set):
+        if shards is not None and len(shards.keys) > 1 and not (shards.keys[1:] > shards.keys[:-1]).all():
+            raise ValueError(f"{shards.path / INDEX}: samples are not in sorted key order (a shard set's index "
+                             "is: pipeline/io/shards.py)")
     plan = IndexPlan(lr_set, hr_set, cfg, seed=seed, scale=scale, meta_file=meta_file)
-    hr_keys = pd.Index(hr_set.keys) if hr_set is not None else None
     cols = {name: array("q") for name in ("lr_row", "hr_row", "split", "photo", "lr_h", "lr_w", "hr_h", "hr_w",
                                           "meta_at", "meta_size")}
     photos: dict[str, int] = {}
@@ -197,7 +197,7 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
         recs = piece.to_dict("records")
         for rec, key in zip(recs, lr_set.keys[start:start + len(recs)]):
             rec["key"] = key
-        found = (hr_keys.get_indexer([str(r["hr_key"]) for r in recs]) if hr_keys is not None
+        found = (_rows_of(hr_set.keys, [str(r["hr_key"]) for r in recs]) if hr_set is not None
                  else np.full(len(recs), -1))
         hr_recs = plan.hr.records(np.maximum(found, 0)) if plan.hr is not None else [{} for _ in recs]
         for lr_row, row, hr_at, hr_row in zip(range(start, start + len(recs)), recs, found.tolist(), hr_recs):
@@ -221,6 +221,16 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
     plan.meta_at = np.stack([np.asarray(cols["meta_at"]), np.asarray(cols["meta_size"])], axis=1).reshape(-1, 2)
     plan.photos = list(photos)
     return plan, skipped
+
+
+def _rows_of(keys: np.ndarray, wanted: list[str]) -> np.ndarray:
+    """The row of each `wanted` key among `keys` (sorted, distinct), -1 where it is not there: a
+    binary search on the keys the set holds anyway, not a hash table of them."""
+    if not len(keys):
+        return np.full(len(wanted), -1)
+    want = np.asarray(wanted, dtype=object)
+    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(keys[at] == want, at, -1)
 
 
 def _plan_pair(row: dict[str, Any], hr_row: dict[str, Any] | None, hr_at: int, own_hr: bool, where: Path,
