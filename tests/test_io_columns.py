@@ -12,7 +12,8 @@ from pipeline.io.columns import Columns
 
 
 def _parquet(frame: pd.DataFrame) -> bytes | str:
-    """The parquet bytes `write_index` writes, or the error's type where pyarrow refuses the table."""
+    """The parquet bytes `DataFrame.to_parquet` writes for an index (as `ParquetRowWriter` does for a
+    table of one row group), or the error's type where pyarrow refuses the table."""
     buf = io.BytesIO()
     try:
         frame.reset_index(drop=True).to_parquet(buf, index=False, engine="pyarrow", compression="zstd")

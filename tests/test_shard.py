@@ -215,9 +215,9 @@ def test_byte_identical_whatever_the_plan_reads_at_a_time(sets, tmp_path, monkey
 def test_an_lr_index_out_of_key_order_is_refused(sets, tmp_path):
     import shutil
 
-    from pipeline.io.shards import write_index
     hr, lr, _ = sets
     shutil.copytree(lr, tmp_path / "lr")
-    write_index(tmp_path / "lr", ShardSet(lr).index.iloc[::-1])
+    reversed_index = ShardSet(lr).index.iloc[::-1].reset_index(drop=True)
+    reversed_index.to_parquet(tmp_path / "lr" / "index.parquet", index=False, compression="zstd")
     with pytest.raises(ValueError, match="not in sorted key order"):
         make_pairs(hr, tmp_path / "lr", tmp_path / "p", CFG, seed=0, scale=4)

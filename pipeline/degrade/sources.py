@@ -217,16 +217,18 @@ class JobPlan(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         k, variant = divmod(int(self.order[i]), self.variants)
         src, key = self.source, self.source.keys[k]
-        hr_at = None
-        if src.spans is not None:
-            names, shard_of, offset, size = src.spans
-            hr_at = (names[shard_of[k]], int(offset[k]), int(size[k]))
-        return Job(key, variant, hr_at=hr_at, hr_file=src.files.get(key), split=_at(src.splits, k, key),
+        return Job(key, variant, hr_at=_hr_at(src, k) if src.spans is not None else None, hr_file=src.files.get(key), split=_at(src.splits, k, key),
                    hr_sha256=_at(src.sha256, k, key))
 
     def take(self, at: Sequence[int]) -> JobPlan:
         """The jobs at positions `at` (increasing), as a plan."""
         return JobPlan(self.source, self.variants, self.order[np.asarray(at, dtype=np.int64)])
+
+
+def _hr_at(source: Source, k: int) -> tuple[str, int, int]:
+    """(shard, offset, size) of the `hr.png` of the source's key number `k` (a set's `spans`)."""
+    names, shard_of, offset, size = source.spans
+    return names[shard_of[k]], int(offset[k]), int(size[k])
 
 
 def _at(column: Mapping[str, Any], k: int, key: str) -> Any:
@@ -267,8 +269,7 @@ def read_source_hr(source: Source, key: str) -> np.ndarray:
     k = bisect.bisect_left(source.keys, key)
     if k == len(source.keys) or source.keys[k] != key or source.spans is None:
         raise KeyError(f"{source.path}: no HR tile with key {key!r}")
-    names, shard_of, offset, size = source.spans
-    return decode_png(read_member(source.path / names[shard_of[k]], key, "hr.png", int(offset[k]), int(size[k])))
+    return read_hr(source, Job(key, 0, hr_at=_hr_at(source, k)))
 
 
 def read_set_hrs(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -129,10 +129,6 @@ def _empty_index() -> pd.DataFrame:
     return pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "sha256": pd.Series(dtype=str)})
 
 
-def write_index(set_dir: str | os.PathLike, index: pd.DataFrame) -> None:
-    index.reset_index(drop=True).to_parquet(Path(set_dir) / INDEX, index=False, engine="pyarrow", compression="zstd")
-
-
 _MAX_OPEN = 64  # shard files a ShardSet keeps open per process
 
 
