@@ -115,7 +115,7 @@ def train_tiles(shards: ShardSet, spec: OnlineSpec) -> np.ndarray:
     rows = np.flatnonzero(train & fits)
     if not len(rows):
         raise ValueError(f"{where}: no train tile fits a {spec.patch_size} px patch at scale {spec.scale}")
-    return rows[np.argsort(shards.keys[rows], kind="stable")]
+    return rows[shards.keys[rows].argsort()]
 
 
 def patch_key(key: str, window: int) -> str:

@@ -9,8 +9,6 @@ gets the same jobs in the same order.
 """
 from __future__ import annotations
 
-import bisect
-
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +19,7 @@ import numpy as np
 
 from pipeline.io.digest import sha256_file
 from pipeline.io.images import decode_image, decode_png
+from pipeline.io.keys import Keys
 from pipeline.io.shards import INDEX, ShardError, ShardSet, read_member
 
 from .config import DegradeConfig, Settings, check_scale
@@ -36,7 +35,7 @@ class KeyColumn(Mapping):
     kind "codes": values = (names, int codes); "hex": uint8 (n, 32) digests read back as hex
     strings; "objects": an object array."""
 
-    def __init__(self, keys: np.ndarray, kind: str, values: Any) -> None:
+    def __init__(self, keys: Keys, kind: str, values: Any) -> None:
         self.keys, self.kind, self.values = keys, kind, values
 
     def at(self, i: int) -> Any:
@@ -47,13 +46,13 @@ class KeyColumn(Mapping):
         return self.values[i]
 
     def __getitem__(self, key: str) -> Any:
-        i = int(np.searchsorted(self.keys, key))
-        if i < len(self.keys) and self.keys[i] == key:
-            return self.at(i)
-        raise KeyError(key)
+        i = self.keys.find(key) if isinstance(key, str) else -1
+        if i < 0:
+            raise KeyError(key)
+        return self.at(i)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys.tolist())
+        return iter(self.keys)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -63,11 +62,11 @@ class KeyColumn(Mapping):
 class Source:
     """An HR input: a shard set (`index` has key/split) or a folder (`files` maps key → path).
     `sha256` maps key → the sha256 of the HR's bytes (`<key>.hr.png`, or the image file).
-    A set's `splits` and `sha256` are `KeyColumn`s and `spans` the (shard names, shard number,
-    offset, size) arrays of each key's `hr.png`, all in sorted key order (the order of `keys`)."""
+    `keys` are sorted. A set's `splits` and `sha256` are `KeyColumn`s and `spans` the (shard names,
+    shard number, offset, size) arrays of each key's `hr.png`, all in the order of `keys`."""
     path: Path
     is_set: bool
-    keys: tuple[str, ...]
+    keys: Keys
     splits: Mapping[str, str]
     files: dict[str, Path]
     sha256: Mapping[str, str] = field(default_factory=dict)
@@ -129,7 +128,7 @@ def open_source(inp: Path) -> Source:
     if not files:
         raise FileNotFoundError(f"{inp}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no {INDEX}")
     digests = {key: sha256_file(path) for key, path in files.items()}
-    return Source(inp, False, tuple(sorted(files)), {}, files, digests)
+    return Source(inp, False, Keys.of(sorted(files)), {}, files, digests)
 
 
 def _set_source(inp: Path) -> Source:
@@ -139,30 +138,68 @@ def _set_source(inp: Path) -> Source:
     hr = shards.spans("hr.png")
     if hr is None:
         raise ValueError(f"{inp / INDEX}: no 'hr.png' members (is {inp} an HR shard set?)")
-    order = np.argsort(shards.keys, kind="stable")
-    keys = shards.keys[order]
-    offset, size = (a[order] for a in hr)
-    spans = (shards.shard_names, shards.shard_of[order], offset, size)
-    table = shards.frame(["split", "sha256"])
-    splits = _key_column(keys, table["split"].to_numpy(dtype=object)[order], "codes") if "split" in table else {}
-    digests = _key_column(keys, table["sha256"].to_numpy(dtype=object)[order], "hex") if "sha256" in table else {}
-    return Source(inp, True, tuple(keys.tolist()), splits, {}, digests, spans)
+    order = None if shards.keys.is_sorted() else shards.keys.argsort()  # a set's keys are sorted already
+    def sort(a):
+        return a if order is None else a[order]
+    keys = sort(shards.keys)
+    spans = (shards.shard_names, sort(shards.shard_of), *(sort(a) for a in hr))
+    columns = _key_columns(shards, ("split", "sha256"))
+    splits = _key_column(keys, columns["split"], sort) if "split" in columns else {}
+    digests = _key_column(keys, columns["sha256"], sort) if "sha256" in columns else {}
+    return Source(inp, True, keys, splits, {}, digests, spans)
 
 
-def _key_column(keys: np.ndarray, values: np.ndarray, kind: str) -> KeyColumn:
-    """`values` (in `keys` order) as a compact KeyColumn of `kind`, or of kind "objects" where some
-    value would not come back the same (a missing split, a digest that is not lower-case hex)."""
-    if kind == "codes" and all(isinstance(v, str) for v in values):
-        names, codes = np.unique(values.astype(str), return_inverse=True) if len(values) else ([], [])
-        return KeyColumn(keys, "codes", (list(names.tolist()) if len(values) else [], np.asarray(codes, np.int32)))
-    if kind == "hex" and all(isinstance(v, str) and len(v) == 64 for v in values):
-        try:
-            raw = bytes.fromhex("".join(values))
-        except ValueError:
-            raw = None
-        if raw is not None and raw.hex() == "".join(values):
-            return KeyColumn(keys, "hex", np.frombuffer(raw, np.uint8).reshape(-1, 32))
-    return KeyColumn(keys, "objects", values)
+def _key_columns(shards: ShardSet, names: Sequence[str]) -> dict[str, tuple[str, Any]]:
+    """The columns `names` that the index has, each as (kind, values) in index row order, read a
+    piece at a time: split as "codes" (names, int32 codes), sha256 as "hex" (uint8 (n, 32)); a column
+    with a value that would not come back the same (a missing split, a digest that is not lower-case
+    hex) is read whole as "objects"."""
+    have = [c for c in names if c in shards.columns]
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in have}
+    labels: dict[str, int] = {}
+    compact = set(have)
+    for piece in shards.iter_frames(have):
+        for c in compact.copy():
+            values = piece[c].tolist()
+            part = _codes(values, labels) if c == "split" else _digests(values)
+            if part is None:
+                compact.discard(c)
+            else:
+                parts[c].append(part)
+    out: dict[str, tuple[str, Any]] = {}
+    for c in have:
+        if c not in compact:
+            out[c] = ("objects", shards.frame([c])[c].to_numpy(dtype=object))
+        elif c == "split":
+            out[c] = ("codes", (list(labels), np.concatenate(parts[c]) if parts[c] else np.zeros(0, np.int32)))
+        else:
+            out[c] = ("hex", np.concatenate(parts[c]) if parts[c] else np.zeros((0, 32), np.uint8))
+    return out
+
+
+def _codes(values: list[Any], labels: dict[str, int]) -> np.ndarray | None:
+    if not all(isinstance(v, str) for v in values):
+        return None
+    return np.array([labels.setdefault(v, len(labels)) for v in values], dtype=np.int32)
+
+
+def _digests(values: list[Any]) -> np.ndarray | None:
+    if not all(isinstance(v, str) and len(v) == 64 for v in values):
+        return None
+    joined = "".join(values)
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return None
+    return np.frombuffer(raw, np.uint8).reshape(-1, 32) if raw.hex() == joined else None
+
+
+def _key_column(keys: Keys, column: tuple[str, Any], sort) -> KeyColumn:
+    """A column of `_key_columns` as a KeyColumn over `keys` (`sort` puts its rows in key order)."""
+    kind, values = column
+    if kind == "codes":
+        return KeyColumn(keys, kind, (values[0], sort(values[1])))
+    return KeyColumn(keys, kind, sort(values))
 
 
 def resolve_backend(backend: str, preset: Preset, gpu: bool | None = None) -> str:
@@ -235,15 +272,14 @@ def _at(column: Mapping[str, Any], k: int, key: str) -> Any:
     return column.at(k) if isinstance(column, KeyColumn) else column.get(key)
 
 
-def _output_order(keys: Sequence[str], variants: int) -> np.ndarray:
+def _output_order(keys: Keys, variants: int) -> np.ndarray:
     """Positions `k * variants + v` (key number k, variant v) sorted by `output_key`: the output keys
-    are sorted as one fixed-width string array (code point order, as Python sorts str)."""
-    if not keys or variants < 1:
+    are sorted as one fixed-width UTF-8 array (code point order, as Python sorts str)."""
+    if not len(keys) or variants < 1:
         return np.zeros(0, np.int64)
-    names = np.asarray(keys, dtype=str)
-    out = np.concatenate([np.char.add(names, f"_v{v}") for v in range(variants)])  # v * n + k
-    order = np.argsort(out, kind="stable")
-    del out, names
+    out = Keys.concat([keys.with_suffix(f"_v{v}") for v in range(variants)])  # v * n + k
+    order = out.argsort()
+    del out
     k, v = order % len(keys), order // len(keys)
     return (k * variants + v).astype(np.int64)
 
@@ -251,7 +287,7 @@ def _output_order(keys: Sequence[str], variants: int) -> np.ndarray:
 def for_workers(ctx: Context) -> Context:
     """`ctx` without the per-key tables its jobs already carry (keys, splits, files, sha256): pickled
     once per worker, it stays small however large the set."""
-    return replace(ctx, source=replace(ctx.source, keys=(), splits={}, files={}, sha256={}, spans=None))
+    return replace(ctx, source=replace(ctx.source, keys=Keys.of([]), splits={}, files={}, sha256={}, spans=None))
 
 
 def read_hr(source: Source, job: Job) -> np.ndarray:
@@ -266,8 +302,8 @@ def read_hr(source: Source, job: Job) -> np.ndarray:
 def read_source_hr(source: Source, key: str) -> np.ndarray:
     """The HR tile `key` of a shard-set source, found in the source's own key arrays (its index
     is not read again). Raises KeyError for a key the set does not have."""
-    k = bisect.bisect_left(source.keys, key)
-    if k == len(source.keys) or source.keys[k] != key or source.spans is None:
+    k = source.keys.find(key)
+    if k < 0 or source.spans is None:
         raise KeyError(f"{source.path}: no HR tile with key {key!r}")
     return read_hr(source, Job(key, 0, hr_at=_hr_at(source, k)))
 

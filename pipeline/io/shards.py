@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.io.parquet_rows import ROW_GROUP, ParquetRowWriter
+from pipeline.io.parquet_rows import PART, ParquetRowWriter
 from pipeline.io.images import ImageError, decode_png
+from pipeline.io.keys import Keys
 from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
 
 if TYPE_CHECKING:  # pandas is imported where an index is read or written: a worker that only reads
@@ -163,14 +164,9 @@ class ShardSet:
         spans = [f"{p}_{m}" for m in members for p in ("offset", "size")]
         if any(c not in self.columns for c in spans):
             raise ShardError(f"{where}: missing column {next(c for c in spans if c not in self.columns)!r}")
-        table = self.frame(["key", "shard", *spans])  # only what reading a member needs
-        self.keys = _checked_keys(table, where)
-        names, shard_of = np.unique(table["shard"].astype(str).to_numpy(), return_inverse=True)
-        self.shard_names = [_checked_shard(str(n), where) for n in names]
-        self.shard_of = shard_of.astype(np.int32)
-        self._spans = {m: (span_column(table[f"offset_{m}"]), span_column(table[f"size_{m}"])) for m in members}
-        del table
-        self._rows: dict[str, int] | None = None
+        self.keys, self.shard_names, self.shard_of, self._spans = _read_locations(self.path, members)
+        self._sorted: Keys | None = None  # the keys sorted, when they are not (`row`)
+        self._order: np.ndarray | None = None
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
 
@@ -193,7 +189,7 @@ class ShardSet:
             return pd.DataFrame(index=pd.RangeIndex(len(self.keys)))
         return read_parquet_table(self.path / INDEX, names)
 
-    def iter_frames(self, columns: Iterable[str], rows: int = ROW_GROUP) -> Iterator[pd.DataFrame]:
+    def iter_frames(self, columns: Iterable[str], rows: int = PART) -> Iterator[pd.DataFrame]:
         """`frame(columns)` in pieces of `rows` rows (`iter_index`)."""
         return iter_index(self.path, columns, rows)
 
@@ -207,13 +203,18 @@ class ShardSet:
         return list(self.shard_names)
 
     def row(self, key: str) -> int:
-        """The row number of sample `key`. Raises KeyError naming the set."""
-        if self._rows is None:
-            self._rows = {k: i for i, k in enumerate(self.keys)}
-        try:
-            return self._rows[key]
-        except KeyError:
-            raise KeyError(f"{self.path}: no sample with key {key!r}") from None
+        """The row number of sample `key` (a binary search: a set's keys are sorted). Raises KeyError
+        naming the set."""
+        if self._sorted is None:
+            if self.keys.is_sorted():
+                self._sorted = self.keys
+            else:  # a hand-made index: search a sorted copy
+                self._order = self.keys.argsort()
+                self._sorted = self.keys[self._order]
+        at = self._sorted.find(key) if isinstance(key, str) else -1
+        if at < 0:
+            raise KeyError(f"{self.path}: no sample with key {key!r}")
+        return at if self._order is None else int(self._order[at])
 
     def shard_at(self, row: int) -> str:
         return self.shard_names[self.shard_of[row]]
@@ -304,7 +305,7 @@ class ShardSet:
         return fd
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_index": None, "_rows": None, "_fds": OrderedDict(), "_pid": None}
+        return {**self.__dict__, "_index": None, "_sorted": None, "_order": None, "_fds": OrderedDict(), "_pid": None}
 
     def __del__(self) -> None:
         try:
@@ -348,7 +349,7 @@ def _read_index(set_dir: Path) -> pd.DataFrame:
     return read_parquet_table(_index_path(set_dir))
 
 
-def iter_index(set_dir: str | os.PathLike, columns: Iterable[str], rows: int = ROW_GROUP) -> Iterator[pd.DataFrame]:
+def iter_index(set_dir: str | os.PathLike, columns: Iterable[str], rows: int = PART) -> Iterator[pd.DataFrame]:
     """The index columns of `columns` that the set's index has, in pieces of `rows` rows (the last
     one fewer), each with the dtypes and row labels of its slice of `ShardSet.frame(columns)`: a
     stage that reads the index once through (degrade's report) holds a piece and a row group, not a
@@ -404,14 +405,46 @@ def iter_parquet_rows(path: Path, columns: list[str]) -> Iterator[tuple[Any, ...
         yield from zip(*(batch.column(i).to_pylist() for i in range(len(columns))))
 
 
-def _checked_keys(index: pd.DataFrame, where: Path) -> np.ndarray:
-    keys = index["key"].astype(str)
-    bad = keys.str.contains(r"[./\\\x00]", regex=True) | (keys == "")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ShardError(f"{index['shard'].iloc[i]}: invalid sample key {keys.iloc[i]!r} in {where}: "
-                         "keys are non-empty and contain no '.', '/' or '\\'")
-    return keys.to_numpy(dtype=object)
+def _read_locations(set_dir: Path, members: list[str]) -> tuple[Keys, list[str], np.ndarray, dict]:
+    """(keys, shard names, shard number of each row, {member: (offset, size)}) of a set's index,
+    read `PART` rows at a time with no Python object per row kept (`Keys`, int arrays). Keys and
+    shard names are checked. Raises ShardError."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    where = _index_path(set_dir)
+    spans = [f"{p}_{m}" for m in members for p in ("offset", "size")]
+    keys: list[Keys] = []
+    names: dict[str, int] = {}
+    shard_of: list[np.ndarray] = []
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in spans}
+    for batch in pq.ParquetFile(where).iter_batches(batch_size=PART, columns=["key", "shard", *spans]):
+        shard = pc.dictionary_encode(batch.column(1).cast("string"))
+        if shard.null_count:
+            raise ShardError(f"{where}: invalid shard name None: expected '<set>-NNNNNN.tar' inside the set")
+        local = np.array([names.setdefault(str(n), len(names)) for n in shard.dictionary.to_pylist()], np.int32)
+        at = local[shard.indices.to_numpy()] if len(local) else np.zeros(0, np.int32)
+        keys.append(_checked_keys(batch.column(0).to_pylist(), at, list(names), where))
+        shard_of.append(at)
+        for c in spans:
+            cols[c].append(pc.fill_null(batch.column(c), -1).cast("int64").to_numpy())
+    listed = sorted(names)  # shard numbers in name order
+    number = {n: i for i, n in enumerate(listed)}
+    renumber = np.array([number[n] for n in names], np.int32) if names else np.zeros(0, np.int32)
+    codes = renumber[np.concatenate(shard_of)] if shard_of else np.zeros(0, np.int32)
+    columns = {c: np.concatenate(v) if v else np.zeros(0, np.int64) for c, v in cols.items()}
+    return (Keys.concat(keys), [_checked_shard(n, where) for n in listed], codes.astype(np.int32),
+            {m: (columns[f"offset_{m}"], columns[f"size_{m}"]) for m in members})
+
+
+def _checked_keys(keys: list[Any], shard_of: np.ndarray, shards: list[str], where: Path) -> Keys:
+    """A row group's keys, each non-empty and without '.', '/', '\\' or NUL. Raises ShardError naming
+    the shard of the first bad one."""
+    text = [str(k) for k in keys]
+    for i, key in enumerate(text):
+        if not key or "." in key or "/" in key or "\\" in key or "\x00" in key:
+            raise ShardError(f"{shards[shard_of[i]]}: invalid sample key {key!r} in {where}: "
+                             "keys are non-empty and contain no '.', '/' or '\\'")
+    return Keys.of(text)
 
 
 def _checked_shard(name: str, where: Path) -> str:
