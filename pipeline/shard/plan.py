@@ -5,7 +5,7 @@ of row numbers into the LR and HR indexes; a job is made when asked for. The LR 
 a chunk of rows at a time (`to_dict("records")` on those rows, so every value is the one a
 whole-index `to_dict` gives), and the index columns of each pair (`pair_meta`) are written to a
 file as JSON as they are planned, to be read back by offset when the pair's patches are written
-(`metas`): the plan holds no column of the LR index. `PatchRows` keeps the cut patches as int64
+(`metas`): the plan holds no column of the LR index. `PatchRows` keeps the cut patches as int32
 columns (plan, job, window, spill span). One dict per pair and one per patch grew the stage process
 by ~8 KB a pair, the LR index columns held by the plan by ~1 KB (bench/README.md, "Scale").
 """
@@ -89,13 +89,14 @@ class IndexPlan(Sequence):
         self.recipe_cols = recipe_columns(lr_set.columns)
         self.hr = _Coded(hr_set, _HR_COLUMNS) if hr_set is not None else None
         self.meta_file = meta_file
-        self.lr_row = np.zeros(0, np.int64)
-        self.hr_row = np.zeros(0, np.int64)   # -1: the LR set's own hr.png
+        self.lr_row = np.zeros(0, np.int32)
+        self.hr_row = np.zeros(0, np.int32)   # -1: the LR set's own hr.png
         self.split = np.zeros(0, np.int8)     # into SPLITS
-        self.photo = np.zeros(0, np.int64)    # into self.photos
+        self.photo = np.zeros(0, np.int32)    # into self.photos
         self.photos: list[str] = []
-        self.hw = np.zeros((0, 4), np.int64)  # lr h, w, hr h, w; -1: not in the index
-        self.meta_at = np.zeros((0, 2), np.int64)  # (offset, size) of each job's pair_meta JSON in meta_file
+        self.hw = np.zeros((0, 4), np.int32)  # lr h, w, hr h, w; -1: not in the index
+        self.meta_at = np.zeros(0, np.int64)  # offset and size of each job's pair_meta JSON in meta_file
+        self.meta_size = np.zeros(0, np.int32)
 
     def __len__(self) -> int:
         return len(self.lr_row)
@@ -122,7 +123,7 @@ class IndexPlan(Sequence):
         return {j: self._meta(j) for j in np.unique(np.fromiter(jobs, dtype=np.int64)).tolist()}
 
     def _meta(self, i: int) -> dict[str, Any]:
-        at, size = (int(v) for v in self.meta_at[i])
+        at, size = int(self.meta_at[i]), int(self.meta_size[i])
         return json.loads(os.pread(self.meta_file.fileno(), size, at))
 
 
@@ -184,12 +185,13 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
     if hr_set is None and not own_hr:
         raise ValueError(f"{where}: the LR set carries no hr.png members, so the HR set (paths.hr) is needed")
     for shards in (lr_set, hr_set):
-        if shards is not None and len(shards.keys) > 1 and not (shards.keys[1:] > shards.keys[:-1]).all():
+        if shards is not None and not shards.keys.is_sorted():
             raise ValueError(f"{shards.path / INDEX}: samples are not in sorted key order (a shard set's index "
                              "is: pipeline/io/shards.py)")
     plan = IndexPlan(lr_set, hr_set, cfg, seed=seed, scale=scale, meta_file=meta_file)
-    cols = {name: array("q") for name in ("lr_row", "hr_row", "split", "photo", "lr_h", "lr_w", "hr_h", "hr_w",
-                                          "meta_at", "meta_size")}
+    # int32 wherever a value fits (row numbers, sizes, codes): the plan holds ~40 bytes a pair
+    cols = {name: array("q" if name == "meta_at" else "b" if name == "split" else "i")
+            for name in ("lr_row", "hr_row", "split", "photo", "lr_h", "lr_w", "hr_h", "hr_w", "meta_at", "meta_size")}
     photos: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
     start = 0
@@ -197,7 +199,7 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
         recs = piece.to_dict("records")
         for rec, key in zip(recs, lr_set.keys[start:start + len(recs)]):
             rec["key"] = key
-        found = (_rows_of(hr_set.keys, [str(r["hr_key"]) for r in recs]) if hr_set is not None
+        found = (hr_set.keys.find_all([str(r["hr_key"]) for r in recs]) if hr_set is not None
                  else np.full(len(recs), -1))
         hr_recs = plan.hr.records(np.maximum(found, 0)) if plan.hr is not None else [{} for _ in recs]
         for lr_row, row, hr_at, hr_row in zip(range(start, start + len(recs)), recs, found.tolist(), hr_recs):
@@ -216,21 +218,12 @@ def plan_pairs(lr_set: ShardSet, hr_set: ShardSet | None, cfg: ShardConfig, *, s
         start += len(recs)
     meta_file.flush()
     plan.lr_row, plan.hr_row = np.asarray(cols["lr_row"]), np.asarray(cols["hr_row"])
-    plan.split, plan.photo = np.asarray(cols["split"], dtype=np.int8), np.asarray(cols["photo"])
+    plan.split, plan.photo = np.asarray(cols["split"]), np.asarray(cols["photo"])
     plan.hw = np.stack([np.asarray(cols[c]) for c in ("lr_h", "lr_w", "hr_h", "hr_w")], axis=1).reshape(-1, 4)
-    plan.meta_at = np.stack([np.asarray(cols["meta_at"]), np.asarray(cols["meta_size"])], axis=1).reshape(-1, 2)
+    plan.meta_at = np.asarray(cols["meta_at"])
+    plan.meta_size = np.asarray(cols["meta_size"])
     plan.photos = list(photos)
     return plan, skipped
-
-
-def _rows_of(keys: np.ndarray, wanted: list[str]) -> np.ndarray:
-    """The row of each `wanted` key among `keys` (sorted, distinct), -1 where it is not there: a
-    binary search on the keys the set holds anyway, not a hash table of them."""
-    if not len(keys):
-        return np.full(len(wanted), -1)
-    want = np.asarray(wanted, dtype=object)
-    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(keys[at] == want, at, -1)
 
 
 def _plan_pair(row: dict[str, Any], hr_row: dict[str, Any] | None, hr_at: int, own_hr: bool, where: Path,
@@ -280,11 +273,12 @@ def plain(v: Any) -> Any:
 
 
 class PatchRows:
-    """A split's cut patches as int64 columns: plan, job, window n, lr_y, lr_x, spill offset and sizes."""
+    """A split's cut patches as int32 columns (the spill offset int64): plan, job, window n, lr_y,
+    lr_x, spill offset and sizes."""
     FIELDS = ("plan", "job", "n", "lr_y", "lr_x", "at", "hr_len", "lr_len")
 
     def __init__(self) -> None:
-        self.cols = {f: array("q") for f in self.FIELDS}
+        self.cols = {f: array("q" if f == "at" else "i") for f in self.FIELDS}
 
     def __len__(self) -> int:
         return len(self.cols["job"])
@@ -294,4 +288,4 @@ class PatchRows:
             self.cols[f].append(v)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f: np.asarray(c, dtype=np.int64) for f, c in self.cols.items()}
+        return {f: np.asarray(c) for f, c in self.cols.items()}
