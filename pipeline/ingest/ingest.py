@@ -119,8 +119,9 @@ def ingest(sources: list[str] | tuple[str, ...], out: str | os.PathLike, cfg: In
     if not written.samples:
         raise ValueError("ingest: every tile was dropped (is ingest.min_std too high?)")
 
-    index = ShardSet(out).index  # a photo's tiles and report: a table of the photos' size, not a corpus's
-    _write_report(out, index, rejects, len(paths), dropped if cfg.max_tiles_per_photo else None,
+    shards = ShardSet(out)  # read once: the columns the report and the counts need
+    index = shards.frame(["key", "shard", "size_hr_png", "source", "split", "height", "width"])
+    _write_report(shards, index, rejects, len(paths), dropped if cfg.max_tiles_per_photo else None,
                   cfg.max_tiles_per_photo)
     return IngestStats(candidates=len(paths), accepted=len(accepted), rejected=len(rejects), tiles=len(index),
                        train_tiles=int((index["split"] == "train").sum()), val_tiles=int((index["split"] == "val").sum()),
@@ -233,14 +234,13 @@ def _write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
     pd.DataFrame(rejects, columns=["path", "reason"]).to_csv(path, index=False)
 
 
-def _write_report(out: Path, index: pd.DataFrame, rejects: list[tuple[str, str]], candidates: int,
+def _write_report(shards: ShardSet, index: pd.DataFrame, rejects: list[tuple[str, str]], candidates: int,
                   dropped: dict[str, int] | None = None, cap: int = 0) -> None:
-    """report.md + tiles.png. `dropped` (photo label → tiles the cap dropped) is None when there is no cap."""
+    """report.md + tiles.png in the set `shards` (`index`: its key, shard, size_hr_png, source, split,
+    height and width columns). `dropped` (photo label → tiles the cap dropped) is None when there is no cap."""
     import pandas as pd
 
-    from pipeline.io.shards import ShardSet
-
-    shards = ShardSet(out)
+    out = shards.path
     keys = list(index["key"][:: max(1, len(index) // 16)][:16])
     contact_sheet([shards.read(k, ["hr.png"])["hr.png"] for k in keys], out / "tiles.png", labels=keys)
     sizes = index.groupby("shard").agg(samples=("key", "size"), bytes=("size_hr_png", "sum")).reset_index()
