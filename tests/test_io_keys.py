@@ -24,6 +24,7 @@ def test_order_and_search_agree_with_python_strings():
     by_python = sorted(AWKWARD)
     assert ordered.find_all(["z", "nope", "a", "a_"]).tolist() == [by_python.index("z"), -1, by_python.index("a"), -1]
     assert Keys.of([]).find("a") == -1 and Keys.of([]).find_all(["a"]).tolist() == [-1]
+    assert Keys.of(["a", "b"]).find("a\x00") == -1  # the byte array would drop the NUL and match "a"
 
 
 def test_items_are_str_and_slices_are_keys():

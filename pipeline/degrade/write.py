@@ -60,7 +60,7 @@ def write_set(out: Path, ctx: Context, cfg: DegradeConfig, results: Iterable[Res
              "skipped": len(skipped), "backend": ctx.backend, "seconds": round(time.perf_counter() - start, 3)}
     from .report import write_degrade_report
     shown = [(hr, r.lr_png, r.key) for hr, r in zip(_example_hrs(ctx, examples), examples)]
-    columns = report_columns(index_columns(out))  # the report reads these, a row group at a time
+    columns = report_columns(index_columns(out))  # the report reads these, a piece at a time
     write_degrade_report(out, lambda: iter_index(out, columns), skipped, shown, stats=stats, preset=cfg.preset,
                          seed=ctx.seed, scale=ctx.scale)
     return stats

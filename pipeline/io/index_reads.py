@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.io.keys import Keys
+from pipeline.io.keys import Keys, is_key
 from pipeline.io.parquet_rows import PART
 from pipeline.io.tar import ShardError
 
@@ -83,7 +83,7 @@ def read_parquet_table(path: Path, columns: list[str] | None = None) -> pd.DataF
 
 
 def iter_parquet_rows(path: Path, columns: list[str]) -> Iterator[tuple[Any, ...]]:
-    """The rows of a parquet table's `columns` as tuples of Python values, a row group at a time
+    """The rows of a parquet table's `columns` as tuples of Python values, a batch at a time
     (degrade's reuse inputs, read in a merge walk without holding the table)."""
     import pyarrow.parquet as pq
     for batch in pq.ParquetFile(path).iter_batches(columns=columns):
@@ -108,7 +108,7 @@ def read_locations(set_dir: Path, members: list[str]) -> tuple[Keys, list[str], 
             raise ShardError(f"{where}: invalid shard name None: expected '<set>-NNNNNN.tar' inside the set")
         local = np.array([names.setdefault(str(n), len(names)) for n in shard.dictionary.to_pylist()], np.int32)
         at = local[shard.indices.to_numpy()] if len(local) else np.zeros(0, np.int32)
-        keys.append(_checked_keys(batch.column(0).to_pylist(), at, list(names), where))
+        keys.append(_checked_keys(batch.column(0).to_pylist(), at, names, where))
         shard_of.append(at)
         for c in spans:
             cols[c].append(pc.fill_null(batch.column(c), -1).cast("int64").to_numpy())
@@ -117,17 +117,17 @@ def read_locations(set_dir: Path, members: list[str]) -> tuple[Keys, list[str], 
     renumber = np.array([number[n] for n in names], np.int32) if names else np.zeros(0, np.int32)
     codes = renumber[np.concatenate(shard_of)] if shard_of else np.zeros(0, np.int32)
     columns = {c: np.concatenate(v) if v else np.zeros(0, np.int64) for c, v in cols.items()}
-    return (Keys.concat(keys), [_checked_shard(n, where) for n in listed], codes.astype(np.int32),
+    return (Keys.concat(keys), [_checked_shard(n, where) for n in listed], codes,
             {m: (columns[f"offset_{m}"], columns[f"size_{m}"]) for m in members})
 
 
-def _checked_keys(keys: list[Any], shard_of: np.ndarray, shards: list[str], where: Path) -> Keys:
-    """A row group's keys, each non-empty and without '.', '/', '\\' or NUL. Raises ShardError naming
-    the shard of the first bad one."""
+def _checked_keys(keys: list[Any], shard_of: np.ndarray, shards: dict[str, int], where: Path) -> Keys:
+    """A piece's keys, each one `is_key` allows. Raises ShardError naming the shard of the first bad
+    one (`shard_of`: each row's number in `shards`, the shard names in order of first appearance)."""
     text = [str(k) for k in keys]
     for i, key in enumerate(text):
-        if not key or "." in key or "/" in key or "\\" in key or "\x00" in key:
-            raise ShardError(f"{shards[shard_of[i]]}: invalid sample key {key!r} in {where}: "
+        if not is_key(key):
+            raise ShardError(f"{list(shards)[shard_of[i]]}: invalid sample key {key!r} in {where}: "
                              "keys are non-empty and contain no '.', '/' or '\\'")
     return Keys.of(text)
 

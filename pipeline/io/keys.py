@@ -7,7 +7,7 @@ string per sample (~80 bytes each, which made a stage grow with the corpus: benc
     keys[np.array([1, 0])]       # Keys in that order
 
 Byte order of UTF-8 is code point order, so sorting and binary search agree with Python's `sorted`
-on the strings. Keys never contain NUL (`check_key`), which a fixed-width array would drop.
+on the strings. Keys never contain NUL (`is_key`), which a fixed-width array would drop.
 """
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
+
+
+def is_key(key: str) -> bool:
+    """Whether `key` may name a sample: non-empty, without '.', '/', '\\' or NUL (a member is
+    `<key>.<ext>` inside a tar; NUL would be lost in `Keys`)."""
+    return bool(key) and not any(c in key for c in "./\\\x00")
 
 
 class Keys(Sequence):
@@ -90,12 +96,17 @@ class Keys(Sequence):
         return int(self.find_all([key])[0])
 
     def find_all(self, keys: Iterable[str] | Keys) -> np.ndarray:
-        """The position of each of `keys` in these sorted keys (int64), -1 where one is not there."""
-        want = Keys.of(keys).raw
+        """The position of each of `keys` in these sorted keys (int64), -1 where one is not there (a
+        string with NUL is never one: the byte array would drop a trailing NUL and match without it)."""
+        if isinstance(keys, Keys):
+            want, nul = keys.raw, np.zeros(len(keys), bool)
+        else:
+            keys = list(keys)
+            want, nul = Keys.of(keys).raw, np.array(["\x00" in k for k in keys], bool)
         if not len(self.raw):
             return np.full(len(want), -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(self.raw, want), len(self.raw) - 1)
-        return np.where(self.raw[at] == want, at, -1).astype(np.int64)
+        return np.where((self.raw[at] == want) & ~nul, at, -1).astype(np.int64)
 
     def with_suffix(self, suffix: str) -> Keys:
         """Every key with `suffix` appended (`output_key` of a variant)."""

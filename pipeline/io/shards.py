@@ -7,8 +7,8 @@ the same samples always give the same bytes. The index row of a sample carries `
 (ext with '.' → '_'), and whatever columns the writing stage adds (height, width, split, recipe, ...).
 
 `write_shard_set` writes a set; `ShardSet` is its only reader, and this module (with
-`pipeline.io.index_reads`, its parquet reads) the only one that opens an index, so its checks hold for every stage: keys and shard names are validated before
-anything is trusted, and members are read by offset together with the tar header in front of them,
+`pipeline.io.index_reads`, its parquet reads) the only one that opens an index, so its checks hold
+for every stage: keys and shard names are validated before anything is trusted, and members are read by offset together with the tar header in front of them,
 which must name `<key>.<ext>` with the indexed size (`pipeline.io.tar.read_member_at`).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pipeline.io.index_reads import (INDEX, index_columns, iter_index, iter_parq
                                      read_parquet_table)
 from pipeline.io.parquet_rows import PART, ParquetRowWriter
 from pipeline.io.images import ImageError, decode_png
-from pipeline.io.keys import Keys
+from pipeline.io.keys import Keys, is_key
 from pipeline.io.tar import ShardError, TarWriter, iter_tar, read_member, read_member_at
 
 if TYPE_CHECKING:  # pandas is imported where an index is read or written: a worker that only reads
@@ -50,7 +50,7 @@ def member_column(ext: str) -> str:
 
 
 def check_key(key: str, where: str = "") -> None:
-    if not key or "." in key or "/" in key or "\\" in key or key in ("..",) or "\x00" in key:
+    if not is_key(key):
         raise ShardError(f"{where}invalid sample key {key!r}: keys are non-empty and contain no '.', '/' or '\\'")
 
 

@@ -95,8 +95,8 @@ class IndexPlan(Sequence):
         self.photo = np.zeros(0, np.int32)    # into self.photos
         self.photos: list[str] = []
         self.hw = np.zeros((0, 4), np.int32)  # lr h, w, hr h, w; -1: not in the index
-        self.meta_at = np.zeros(0, np.int64)  # offset and size of each job's pair_meta JSON in meta_file
-        self.meta_size = np.zeros(0, np.int32)
+        self.meta_at = np.zeros(0, np.int64)  # offset of each job's pair_meta JSON in meta_file
+        self.meta_size = np.zeros(0, np.int32)  # and its length
 
     def __len__(self) -> int:
         return len(self.lr_row)
@@ -288,4 +288,6 @@ class PatchRows:
             self.cols[f].append(v)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The columns as arrays that share the columns' memory: take them once every patch is in
+        (a column cannot grow while an array of it is alive)."""
         return {f: np.asarray(c) for f, c in self.cols.items()}
