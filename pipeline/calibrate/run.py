@@ -34,15 +34,9 @@ def hr_crops(path: Path, *, n: int = 16, size: int = 256, seed: int = 0) -> list
     Raises FileNotFoundError when no image is large enough, ValueError on n or size below 1."""
     if n < 1 or size < 1:
         raise ValueError(f"crops and crop size must be at least 1, got {n} and {size}")
-    from pipeline.degrade.sources import open_source, read_set_hrs
-    from pipeline.io.images import read_image
+    from pipeline.degrade.sources import open_source, read_source_hrs
 
-    source = open_source(Path(path))
-    if source.is_set:
-        images = list(read_set_hrs(source.path, source.keys).values())
-    else:
-        images = [read_image(source.files[k]) for k in source.keys]
-    images = [img for img in images if min(img.shape[:2]) >= size]
+    images = [img for img in read_source_hrs(open_source(Path(path))) if min(img.shape[:2]) >= size]
     if not images:
         raise FileNotFoundError(f"{path}: no HR image with both sides >= {size} px (lower --crop)")
     rng = np.random.default_rng(seed)

@@ -308,6 +308,13 @@ def read_source_hr(source: Source, key: str) -> np.ndarray:
     return read_hr(source, Job(key, 0, hr_at=_hr_at(source, k)))
 
 
+def read_source_hrs(source: Source) -> list[np.ndarray]:
+    """Every HR image of `source` in key order, (H, W, 3) uint8 RGB: a set's `hr.png`s by the spans
+    the source holds (its index is not read again), a folder's files. Raises ImageError."""
+    return [read_hr(source, Job(key, 0, hr_at=_hr_at(source, k) if source.spans is not None else None,
+                                hr_file=source.files.get(key))) for k, key in enumerate(source.keys)]
+
+
 def read_set_hrs(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """`<key>.hr.png` of each of `keys` in the HR shard set at `path`, as (H, W, 3) uint8 RGB (the
     index read once). Raises KeyError for an unknown key, FileNotFoundError for a missing set."""

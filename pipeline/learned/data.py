@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.degrade.geometry import crop_to_scale
-from pipeline.degrade.sources import open_source, read_set_hrs
+from pipeline.degrade.sources import open_source, read_source_hrs
 from pipeline.degrade.spec import quantize, resize, to_float
-from pipeline.io.images import read_image
 
 INTERPS = ("area", "bilinear", "bicubic")
 
@@ -29,11 +28,7 @@ def read_folder(path: str | Path) -> tuple[list[str], list[np.ndarray], str]:
     Raises FileNotFoundError for a missing or empty folder."""
     source = open_source(Path(path))
     keys = list(source.keys)
-    if source.is_set:
-        by_key = read_set_hrs(source.path, keys)
-        images = [by_key[k] for k in keys]
-    else:
-        images = [read_image(source.files[k]) for k in keys]
+    images = read_source_hrs(source)
     h = hashlib.sha256()
     for k in keys:
         h.update(f"{k}:{source.sha256.get(k, '')}\n".encode())
